@@ -1,0 +1,224 @@
+"""Base LightningModule of every normative model: training loop glue, per-frame scoring over
+overlapping windows, calibration on normal validation data (buffers in the checkpoint),
+anomaly metrics and prediction outputs. Subclasses provide :meth:`losses` and :meth:`score_frames`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from seqnrl import batch as B
+from seqnrl.metrics.anomaly import frame_metrics
+from seqnrl.scoring.aggregate import FrameScoreAccumulator, VideoScores, smooth_scores, video_score
+from seqnrl.scoring.calibration import ScoreCalibrator
+
+log = logging.getLogger(__name__)
+
+CKPT_KEY = "seqnrl"
+FORMAT_VERSION = 1
+
+
+def gather_accumulator(acc: FrameScoreAccumulator) -> FrameScoreAccumulator:
+    """Merge accumulators of all processes (no-op without torch.distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return acc
+    states: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, acc.state())
+    merged = FrameScoreAccumulator()
+    for st in states:
+        merged.merge_state(st)
+    return merged
+
+
+class NormativeModule(pl.LightningModule):
+    """Shared behaviour of normative models.
+
+    Args:
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        smooth_sigma: Gaussian temporal smoothing of frame scores (frames; 0 = none).
+        target_fpr: false-positive rate on normal validation frames that sets the threshold.
+        video_top_fraction: video score = mean of this top fraction of frame scores.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        smooth_sigma: float = 0.0,
+        target_fpr: float = 0.05,
+        video_top_fraction: float = 0.1,
+    ):
+        super().__init__()
+        self.calibrator = ScoreCalibrator(target_fpr=target_fpr)
+        self._acc: dict[str, FrameScoreAccumulator] = {}
+        self.data_spec: dict[str, Any] = {}
+        self.last_results: dict[str, VideoScores] = {}
+        self.last_metrics: dict[str, float] = {}
+
+    # -- to implement ---------------------------------------------------------------------
+    def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:
+        """Training objective terms; must contain ``loss``."""
+        raise NotImplementedError
+
+    def score_frames(self, batch: B.Batch) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Raw per-frame anomaly scores ``(B, T)`` (higher = more anomalous), or a dict with
+        key ``score`` and extra per-frame signals ``(B, T)``."""
+        raise NotImplementedError
+
+    # -- training -------------------------------------------------------------------------
+    def training_step(self, batch: B.Batch, batch_idx: int) -> torch.Tensor:
+        terms = self.losses(batch)
+        bs = B.batch_size(batch)
+        for k, v in terms.items():
+            self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=bs, sync_dist=False)
+        return terms["loss"]
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _score_batch(self, batch: B.Batch) -> dict[str, torch.Tensor]:
+        out = self.score_frames(batch)
+        return out if isinstance(out, dict) else {"score": out}
+
+    def _accumulate(self, split: str, batch: B.Batch, scored: dict[str, torch.Tensor]) -> None:
+        acc = self._acc.setdefault(split, FrameScoreAccumulator())
+        extra = {k: v for k, v in scored.items() if k != "score"}
+        acc.add(
+            batch[B.VIDEO_ID],
+            batch[B.FRAME_INDEX],
+            scored["score"],
+            labels=batch[B.FRAME_LABEL],
+            n_frames=batch[B.N_FRAMES],
+            fps=batch[B.FPS],
+            sources=batch[B.SOURCE],
+            video_labels=batch[B.LABEL],
+            extra=extra,
+        )
+
+    def _eval_step(self, split: str, batch: B.Batch) -> None:
+        bs = B.batch_size(batch)
+        with torch.no_grad():
+            terms = self.losses(batch)
+            scored = self._score_batch(batch)
+        for k, v in terms.items():
+            self.log(f"{split}/{k}", v, batch_size=bs, sync_dist=True)
+        self._accumulate(split, batch, scored)
+
+    def validation_step(self, batch: B.Batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: B.Batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._acc["val"] = FrameScoreAccumulator()
+
+    def on_test_epoch_start(self) -> None:
+        self._acc["test"] = FrameScoreAccumulator()
+
+    def on_validation_epoch_end(self) -> None:
+        acc = gather_accumulator(self._acc.pop("val", FrameScoreAccumulator()))
+        results = self.finalise(acc)
+        if self.trainer is not None and self.trainer.sanity_checking:
+            return
+        self.fit_calibration(results)
+        self._log_metrics("val", results)
+
+    def on_test_epoch_end(self) -> None:
+        acc = gather_accumulator(self._acc.pop("test", FrameScoreAccumulator()))
+        results = self.finalise(acc)
+        if not self.calibrator.fitted:
+            log.warning("calibration not fitted (no validation run): fitting on normal test frames")
+            self.fit_calibration(results)
+        self._log_metrics("test", results)
+
+    def finalise(self, acc: FrameScoreAccumulator) -> dict[str, VideoScores]:
+        """Per-video results with the configured temporal smoothing applied."""
+        res = acc.results()
+        for vs in res.values():
+            vs.scores = smooth_scores(vs.scores, self.hparams.smooth_sigma)
+        return res
+
+    @staticmethod
+    def normal_frames(results: dict[str, VideoScores]) -> np.ndarray:
+        """Scores of frames known to be normal: labelled 0 in videos not labelled abnormal.
+        Where nothing is labelled, every frame of every video counts as normal."""
+        known = [vs.scores[(vs.labels == 0)] for vs in results.values() if vs.label != 1]
+        pool = np.concatenate(known) if known else np.array([])
+        if pool.size < 2:
+            pool = np.concatenate([vs.scores for vs in results.values() if vs.label in (0, -1)] or [np.array([])])
+        return pool[np.isfinite(pool)]
+
+    def fit_calibration(self, results: dict[str, VideoScores]) -> None:
+        normal = self.normal_frames(results)
+        if normal.size >= 2:
+            self.calibrator.fit(normal)
+        else:
+            log.warning("no normal validation frames: calibration left unchanged")
+
+    def calibrate(self, vs: VideoScores) -> dict[str, np.ndarray]:
+        raw = torch.as_tensor(vs.scores, dtype=torch.float64)
+        if not self.calibrator.fitted:
+            nan = np.full(len(raw), np.nan)
+            return {"calibrated": nan, "z": nan, "p_value": nan}
+        return {
+            "calibrated": self.calibrator.calibrated(raw).numpy(),
+            "z": self.calibrator.z(raw).numpy(),
+            "p_value": self.calibrator.p_value(raw).numpy(),
+        }
+
+    def _log_metrics(self, split: str, results: dict[str, VideoScores]) -> None:
+        self.last_results = results
+        if not results:
+            return
+        cal = {k: self.calibrate(v)["calibrated"] if self.calibrator.fitted else v.scores for k, v in results.items()}
+        m = frame_metrics(
+            {k: v.scores for k, v in results.items()},
+            {k: v.labels for k, v in results.items()},
+            video_labels={k: v.label for k, v in results.items()},
+            video_scores={k: video_score(cal[k], self.hparams.video_top_fraction) for k in results},
+        )
+        self.last_metrics = m
+        for k, v in m.items():
+            if math.isfinite(v):
+                self.log(f"{split}/{k}", v, sync_dist=False, rank_zero_only=True)
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict_step(self, batch: B.Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        scored = self._score_batch(batch)
+        keep = (B.VIDEO_ID, B.FRAME_INDEX, B.FRAME_LABEL, B.N_FRAMES, B.FPS, B.SOURCE, B.LABEL)
+        out = {k: batch[k] for k in keep}
+        out["scores"] = {k: v.detach().cpu() for k, v in scored.items()}
+        return out
+
+    # -- checkpoint -----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None:
+            spec = {}
+            for k in ("clip_len", "stride", "fps", "image_size", "grayscale", "channels"):
+                v = getattr(dm, k, None)
+                if v is not None and not callable(v):
+                    spec[k] = list(v) if isinstance(v, tuple) else v
+            spec["datamodule"] = f"{type(dm).__module__}.{type(dm).__qualname__}"
+            self.data_spec = spec
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CKPT_KEY] = {
+            "format_version": FORMAT_VERSION,
+            "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "data_spec": dict(self.data_spec),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get(CKPT_KEY)
+        if info:
+            self.data_spec = dict(info.get("data_spec", {}))

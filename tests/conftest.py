@@ -1,0 +1,29 @@
+"""Shared test set-up: tiny shapes, one thread, paths to ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(sub: str) -> Path:
+    """Path under ../shared/data, skipping the test with a reason when it is absent."""
+    p = SHARED_DATA / sub
+    if not p.exists():
+        pytest.skip(f"real data not found at {p} (expected ../shared/data beside the checkout)")
+    return p
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from seqnrl.data.sampling import eval_window_starts, window_indices
+from seqnrl.scoring.aggregate import FrameScoreAccumulator, smooth_scores, video_score
+from seqnrl.scoring.calibration import ScoreCalibrator
+
+
+def test_overlapping_windows_average_to_per_frame_truth():
+    n, w, s = 23, 8, 3
+    truth = torch.linspace(0, 1, n) ** 2
+    acc = FrameScoreAccumulator()
+    for st in eval_window_starts(n, w, s):
+        idx, valid = window_indices(st, w, n)
+        fi = torch.where(valid, idx, -1)[None]
+        acc.add(["v"], fi, truth[idx][None], n_frames=torch.tensor([n]))
+    res = acc.results()["v"]
+    assert res.n_frames == n
+    np.testing.assert_allclose(res.scores, truth.numpy(), atol=1e-6)
+    assert (res.counts >= 1).all() and res.counts.max() >= 2
+
+
+def test_padding_frames_ignored_and_labels_kept():
+    acc = FrameScoreAccumulator()
+    fi = torch.tensor([[0, 1, 2, -1]])
+    acc.add(["a"], fi, torch.tensor([[1.0, 2.0, 3.0, 100.0]]), labels=torch.tensor([[0, 1, 1, 1]]))
+    r = acc.results()["a"]
+    assert r.scores.tolist() == [1.0, 2.0, 3.0]
+    assert r.labels.tolist() == [0, 1, 1]
+
+
+def test_merge_state_equals_single_accumulator():
+    a, b, both = FrameScoreAccumulator(), FrameScoreAccumulator(), FrameScoreAccumulator()
+    x = torch.tensor([[0, 1, 2]]), torch.tensor([[1.0, 2.0, 3.0]])
+    y = torch.tensor([[2, 3, 4]]), torch.tensor([[5.0, 6.0, 7.0]])
+    a.add(["v"], *x)
+    b.add(["v"], *y)
+    both.add(["v"], *x)
+    both.add(["v"], *y)
+    a.merge_state(b.state())
+    np.testing.assert_allclose(a.results()["v"].scores, both.results()["v"].scores)
+    assert a.results()["v"].scores[2] == pytest.approx(4.0)
+
+
+def test_calibrator_cdf_pvalue_threshold_and_state_dict(tmp_path):
+    rng = np.random.default_rng(0)
+    normal = rng.normal(40, 3, size=5000)
+    cal = ScoreCalibrator(target_fpr=0.05)
+    cal.fit(normal)
+    raw = torch.tensor([30.0, 40.0, 46.0, 60.0])
+    c = cal.calibrated(raw)
+    assert c[0] < 0.01 and abs(float(c[1]) - 0.5) < 0.03 and c[3] == 1.0
+    assert torch.all(c[1:] >= c[:-1])
+    # 5% of normal scores exceed the threshold
+    assert abs((normal > float(cal.threshold)).mean() - 0.05) < 0.01
+    assert float(cal.z(torch.tensor([43.0]))) == pytest.approx(1.0, abs=0.05)
+    p = cal.p_value(raw)
+    assert 0 < float(p.min()) and float(p.max()) <= 1
+    path = tmp_path / "cal.pt"
+    torch.save(cal.state_dict(), path)
+    cal2 = ScoreCalibrator()
+    cal2.load_state_dict(torch.load(path, weights_only=True))
+    assert cal2.fitted
+    torch.testing.assert_close(cal2.calibrated(raw), c)
+
+
+def test_unfitted_calibrator_refuses():
+    with pytest.raises(RuntimeError):
+        ScoreCalibrator().calibrated(torch.tensor([1.0]))
+
+
+def test_smoothing_and_video_score():
+    s = np.zeros(50)
+    s[25] = 10
+    sm = smooth_scores(s, 2.0)
+    assert sm.max() < 10 and sm[25] == sm.max() and sm.sum() == pytest.approx(10, rel=1e-6)
+    assert video_score(np.arange(10.0), 0.2) == pytest.approx(8.5)
