@@ -2,15 +2,29 @@
 
 Model and data are chosen by class path (``--model``, ``--data`` or YAML files in
 ``configs/``); with neither given, the baseline normative model trains on synthetic echo.
+Every run records its seed, the git commit of the code and the resolved config in each
+logger (CSV ``hparams.yaml``, W&B run config) beside Lightning's ``config.yaml``.
 """
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+from seqnrl.tracking import git_commit
 
 DEFAULT_MODEL = "seqnrl.models.baseline.module.FrameAutoEncoderModel"
 DEFAULT_DATA = "data_modules.synthetic.SyntheticEchoDataModule"
+
+
+class RunMetadataCallback(SaveConfigCallback):
+    """Save ``config.yaml`` and log seed, git commit and the resolved config to the loggers."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        cfg = self.config.as_dict()
+        meta = {"seed": cfg.get("seed_everything"), "git_commit": git_commit(), "config": cfg}
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"run": meta})
 
 
 class SeqNRLCLI(LightningCLI):
@@ -25,6 +39,7 @@ def main(args: list[str] | None = None) -> SeqNRLCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
+        save_config_callback=RunMetadataCallback,
         save_config_kwargs={"overwrite": True},
         args=args,
     )
