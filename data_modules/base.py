@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from seqnrl.batch import collate
-from seqnrl.data.clips import ClipDataset, VideoLoader, VideoRecord
+from seqnrl.data.clips import ClipDataset, SeededEpochSampler, VideoLoader, VideoRecord
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,12 @@ class VideoDataModule(pl.LightningDataModule):
                 self.dataset(s)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.dataset(split)
+        sampler = SeededEpochSampler(len(ds), seed=self.seed) if shuffle else None
         return DataLoader(
-            self.dataset(split),
+            ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 
 from seqnrl.batch import Sample, make_sample
@@ -117,8 +117,10 @@ def _resample_1d(x: torch.Tensor | None, t: int, src_fps: float, dst_fps: float,
 class ClipDataset(Dataset):
     """Clips of ``clip_len`` frames from a list of records.
 
-    ``mode="train"``: ``samples_per_video`` random clips per record and epoch (drawn from
-    torch's global RNG, which Lightning seeds per worker, so runs repeat with a seed).
+    ``mode="train"``: ``samples_per_video`` random clips per record and epoch. Indexed with
+    ``(index, item_seed)`` pairs from :class:`SeededEpochSampler`, the clip start depends only
+    on the seed, the epoch and the index: identical with any number of workers and after a
+    resume from a checkpoint. A plain integer index draws from torch's global RNG.
     ``mode="eval"``: every window from :func:`eval_window_starts`; together they cover each
     frame of each video; padding frames of short videos get ``frame_index`` -1.
     """
@@ -178,12 +180,13 @@ class ClipDataset(Dataset):
             return len(self.index)
         return len(self.records) * self.samples_per_video
 
-    def __getitem__(self, idx: int) -> Sample:
+    def __getitem__(self, idx: int | tuple[int, int]) -> Sample:
         if self.mode == "eval":
-            i, start = self.index[idx]
+            i, start = self.index[idx if isinstance(idx, int) else idx[0]]
         else:
+            idx, item_seed = idx if isinstance(idx, tuple) else (idx, int(torch.randint(0, 2**62, (1,))))
             i = idx % len(self.records)
-            g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+            g = torch.Generator().manual_seed(item_seed)
             start = random_clip_start(self.n_frames(i), self.clip_len, g)
         sample = self.clip(i, start)
         return self.transform(sample) if self.transform else sample
@@ -209,3 +212,30 @@ class ClipDataset(Dataset):
             frame_index=frame_index,
             pixel_mask=mask,
         )
+
+
+class SeededEpochSampler(Sampler):
+    """Shuffled indices with a per-item seed, both a function of ``(seed, epoch)`` only.
+
+    Lightning calls :meth:`set_epoch`; where nobody does (e.g. inside a distributed sampler
+    wrapper) the epoch is the number of completed passes.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self._epoch_set, self._passes = 0, False, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._epoch_set = int(epoch), True
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        epoch = self.epoch if self._epoch_set else self._passes
+        self._passes += 1
+        base = (self.seed * 1_000_003 + epoch * 7_919) % (2**62)
+        g = torch.Generator().manual_seed(base)
+        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+        for i in order.tolist():
+            yield (i, (base * 31 + i) % (2**62))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import random
 from typing import Any
 
 import numpy as np
@@ -79,6 +81,17 @@ class NormativeModule(pl.LightningModule):
         for k, v in terms.items():
             self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=bs, sync_dist=False)
         return terms["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        # randomness of an epoch (masks, noise, dropout) depends only on (seed, epoch, rank),
+        # so a run resumed from an epoch checkpoint repeats the uninterrupted run
+        # (seeded directly: seed_everything would rewrite PL_GLOBAL_SEED and drift)
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        seed = (base + 1_000 * self.current_epoch + 97 * rank) % (2**31)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
