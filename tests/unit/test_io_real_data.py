@@ -86,3 +86,10 @@ def test_ped2_training_clip_is_a_frame_folder():
     assert clip.frames.shape == (1, len(jpgs), 60, 90)
     assert clip.fps == 25.0
     assert torch.equal(clip.timestamps, torch.arange(len(jpgs), dtype=torch.float64) / 25)
+
+
+def test_ped2_test_clip_01_loads_180_frames():
+    folder = _need(PED2 / "testing" / "01")
+    clip = read_video(folder, grayscale=True, size=(24, 36))
+    assert clip.frames.shape == (1, 180, 24, 36)
+    assert clip.frames.dtype == torch.uint8 and int(clip.frames.max()) > int(clip.frames.min())
