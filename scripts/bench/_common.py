@@ -1,0 +1,91 @@
+"""Shared helpers of the benchmark scripts: output folder, JSON writing, table printing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqnrl.io.atomic import write_json
+from seqnrl.tracking import git_commit
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "git_commit": git_commit(REPO),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def save(name: str, result: dict[str, Any], out_dir: str | Path = REPO / "bench_out") -> Path:
+    result = {"benchmark": name, **result, "environment": environment()}
+    path = Path(out_dir) / f"{name}.json"
+    write_json(path, result)
+    print(f"\nwrote {path}")
+    return path
+
+
+def table(rows: list[dict[str, Any]], cols: list[str] | None = None) -> str:
+    cols = cols or list(rows[0])
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    w = {c: max(len(c), *(len(fmt(r.get(c, ""))) for r in rows)) for c in cols}
+    lines = [" | ".join(c.ljust(w[c]) for c in cols), "-+-".join("-" * w[c] for c in cols)]
+    lines += [" | ".join(fmt(r.get(c, "")).ljust(w[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+def load_model_config(path: str | Path, overrides: dict[str, Any] | None = None):
+    """Instantiate a model from a LightningCLI-style YAML (``class_path`` + ``init_args``)."""
+    import importlib
+
+    import yaml
+
+    cfg = yaml.safe_load(Path(path).read_text())
+    cfg = cfg.get("model", cfg)
+    mod, _, cls = cfg["class_path"].rpartition(".")
+    kwargs = {**(cfg.get("init_args") or {}), **(overrides or {})}
+    return getattr(importlib.import_module(mod), cls)(**kwargs)
+
+
+def train_and_test(model, dm, max_minutes: float, max_epochs: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Fit on normal training data (calibrating on validation), test, and time both."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=max_epochs, max_time={"minutes": max_minutes},
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trainer.test(model, datamodule=dm, verbose=False)
+    test_s = time.perf_counter() - t0
+    n_frames = sum(v.n_frames for v in model.last_results.values())
+    return {
+        "metrics": dict(model.last_metrics),
+        "train_minutes": train_s / 60,
+        "epochs": trainer.current_epoch,
+        "test_seconds": test_s,
+        "frames_scored": n_frames,
+        "frames_per_second": n_frames / max(test_s, 1e-9),
+        "per_video": {k: {"video_score_top10": float(np.sort(v.scores[np.isfinite(v.scores)])[-max(1, len(v.scores) // 10):].mean()),
+                          "label": v.label} for k, v in model.last_results.items()},
+    }
