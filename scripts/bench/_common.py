@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ def environment() -> dict[str, Any]:
 
 
 def save(name: str, result: dict[str, Any], out_dir: str | Path = REPO / "bench_out") -> Path:
-    result = {"benchmark": name, **result, "environment": environment()}
+    cmd = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(REPO)) if Path(sys.argv[0]).is_file() else sys.argv[0], *sys.argv[1:]])
+    result = {"benchmark": name, "command": result.pop("command", cmd), **result, "environment": environment()}
     path = Path(out_dir) / f"{name}.json"
     write_json(path, result)
     print(f"\nwrote {path}")
