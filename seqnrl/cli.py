@@ -1,4 +1,9 @@
-"""The ``seqnrl`` command: LightningCLI with fit / validate / test / predict.
+"""The ``seqnrl`` command: LightningCLI with fit / validate / test / predict, plus ``score``.
+
+``seqnrl score VIDEO... --ckpt model.ckpt [--out DIR] [--overlay] [--mask auto|none|PATH.png]
+[--smooth SIGMA] [--overwrite]`` scores recordings from a checkpoint alone (no data config;
+see :mod:`seqnrl.score`); it returns its exit code (0 ok, 1 an input failed, 2 unusable
+checkpoint or arguments).
 
 Model and data are chosen by class path (``--model``, ``--data`` or YAML files in
 ``configs/``); with neither given, the baseline normative model trains on synthetic echo.
@@ -7,6 +12,8 @@ logger (CSV ``hparams.yaml``, W&B run config) beside Lightning's ``config.yaml``
 """
 
 from __future__ import annotations
+
+import sys
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
@@ -32,7 +39,19 @@ class SeqNRLCLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}, "data": {"class_path": DEFAULT_DATA}})
 
 
-def main(args: list[str] | None = None) -> SeqNRLCLI:
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``seqnrl`` console script; returns the process exit code."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] == "score":
+        from seqnrl.score import score_main
+
+        return score_main(argv[1:])
+    build_cli(args)
+    return 0
+
+
+def build_cli(args: list[str] | None = None) -> SeqNRLCLI:
+    """Run the LightningCLI (fit / validate / test / predict) and return it."""
     return SeqNRLCLI(
         pl.LightningModule,
         pl.LightningDataModule,
@@ -46,4 +65,4 @@ def main(args: list[str] | None = None) -> SeqNRLCLI:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -217,7 +217,7 @@ class NormativeModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None:
             spec = {}
-            for k in ("clip_len", "stride", "fps", "image_size", "grayscale", "channels"):
+            for k in ("clip_len", "stride", "fps", "image_size", "grayscale", "channels", "sector_mask"):
                 v = getattr(dm, k, None)
                 if v is not None and not callable(v):
                     spec[k] = list(v) if isinstance(v, tuple) else v

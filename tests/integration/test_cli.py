@@ -69,3 +69,12 @@ def test_ddp_two_processes_on_cpu(tmp_path, repo_root):
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert list(Path(tmp_path).rglob("*.ckpt")), "rank 0 must save a checkpoint"
+
+
+def test_console_script_exit_code_is_zero_on_success(tmp_path):
+    import shutil
+
+    exe = shutil.which("seqnrl") or str(Path(sys.executable).parent / "seqnrl")
+    r = subprocess.run([exe, "fit", "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}", *TINY_DATA],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]

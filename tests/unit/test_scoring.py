@@ -76,3 +76,18 @@ def test_smoothing_and_video_score():
     sm = smooth_scores(s, 2.0)
     assert sm.max() < 10 and sm[25] == sm.max() and sm.sum() == pytest.approx(10, rel=1e-6)
     assert video_score(np.arange(10.0), 0.2) == pytest.approx(8.5)
+
+
+def test_atomic_outputs_are_ordinary_files(tmp_path):
+    import os
+    import stat
+
+    from seqnrl.io.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        p = write_text(tmp_path / "x.txt", "hi")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob(".x.*"))
