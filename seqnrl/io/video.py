@@ -129,8 +129,10 @@ class ContainerVideo:
             else:
                 self.duration = float(stream.duration * stream.time_base)
 
-    def frames(self) -> Iterator[tuple[float, np.ndarray]]:
-        """Decode frame by frame; yield ``(timestamp rebased to 0, (H, W, 3) uint8)``."""
+    def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        """Decode frame by frame; yield ``(timestamp rebased to 0, decoded frame)``. Frames stay
+        in the decoder's pixel format: :func:`_convert` turns only the frames that the
+        timeline keeps into RGB (resampling to a lower rate drops the rest unconverted)."""
         n = 0
         first_pts: int | None = None
         t = 0.0
@@ -145,7 +147,7 @@ class ContainerVideo:
                         t = float((frame.pts - first_pts) * frame.time_base)
                     elif n:  # no pts: continue the grid from the previous frame
                         t += 1.0 / self.fps
-                    yield t, frame.to_ndarray(format="rgb24")
+                    yield t, frame
                     n += 1
             except _AV_ERRORS as e:
                 raise VideoReadError(f"decoding failed after {n} frames: {e}", self.path) from e
@@ -415,25 +417,29 @@ def _out_size(size: Size) -> tuple[int, int] | None:
     return h, w
 
 
-def _convert(frame: np.ndarray, grayscale: bool, out_hw: tuple[int, int] | None) -> torch.Tensor:
-    """``(H, W, C)`` uint8 -> ``(C, H, W)`` uint8, C = 1 (luma) if grayscale else 3."""
+def _convert(frame: np.ndarray | av.VideoFrame, grayscale: bool, out_hw: tuple[int, int] | None) -> torch.Tensor:
+    """``(H, W, C)`` uint8 (or a decoded PyAV frame) -> ``(C, H, W)`` uint8, C = 1 (luma) if
+    grayscale else 3."""
+    if isinstance(frame, av.VideoFrame):
+        frame = frame.to_ndarray(format="rgb24")
+    if grayscale and frame.shape[-1] == 3:
+        frame = _luma(frame)[..., None]
     if not (frame.flags.writeable and frame.flags.c_contiguous):
         frame = np.array(frame, order="C")  # torch wants writable memory
-    x = torch.from_numpy(frame)
-    x = rearrange(x, "h w c -> c h w")
-    if grayscale and x.shape[0] == 3:
-        x = _luma(x)
-    elif not grayscale and x.shape[0] == 1:
+    x = rearrange(torch.from_numpy(frame), "h w c -> c h w")
+    if not grayscale and x.shape[0] == 1:
         x = repeat(x, "1 h w -> c h w", c=3)
     if out_hw is not None and tuple(x.shape[-2:]) != out_hw:
         x = _resize(x, out_hw)
     return x.contiguous()
 
 
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601 luma ``(299 R + 587 G + 114 B) / 1000`` rounded, as PIL's ``convert("L")``."""
-    r, g, b = rgb.to(torch.int32).unbind(0)
-    return ((299 * r + 587 * g + 114 * b + 500) // 1000).to(torch.uint8)[None]
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma ``(299 R + 587 G + 114 B) / 1000`` rounded, as PIL's ``convert("L")``.
+    ``(H, W, 3)`` uint8 -> ``(H, W)`` uint8; numpy integer arithmetic (single-threaded, so it
+    stays fast on a busy machine, unlike small torch integer ops)."""
+    f = rgb.astype(np.uint32)
+    return ((299 * f[..., 0] + 587 * f[..., 1] + 114 * f[..., 2] + 500) // 1000).astype(np.uint8)
 
 
 def _resize(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
