@@ -1,0 +1,460 @@
+"""Lightning module of the motion normative model (spatiotemporal transformer on keypoints).
+
+Training (normal motion only): random joint tokens are hidden (``mask_ratio``) and the loss
+is ``recon_weight * masked-joint error + future_weight * next-frame error`` (mean Euclidean
+distance in clip-normalised units, valid keypoints only). The default encoder is causal in
+time (frame ``t`` sees frames ``<= t``), which future prediction needs; ``causal=False,
+future_weight=0`` gives masked-joint modelling with bidirectional temporal attention.
+
+Scoring: ``eval_masks`` complementary hiding patterns hide every token once (masked-joint
+distance); one more pass with nothing hidden gives the future-prediction distance (the
+prediction made at ``t - 1`` for ``t``) and the joint tokens, whose mean distance to their
+``embed_k`` nearest normal tokens *of the same joint* (a memory bank) is the embedding
+distance. Each per-token distance is divided by its mean on normal clips at the same clip
+position and joint (buffer ``ref_error``), giving ratios ``r = d / ref + 0.01``, smoothed
+along time per joint (``ratio_smooth``). The log root-mean-square ratio over the valid joints
+of a frame (a few joints far off dominate it) is standardised with its mean and std on
+normal clips (buffer ``frame_stats``): ``z_rec``, ``z_fut``, ``z_emb``.
+
+Frame score ``= recon_weight |z_rec| + future_weight |z_fut| + embed_weight max(z_emb, 0)``.
+The error terms are two-sided (a typicality test, Nalisnick et al. 2019): motion far easier
+to predict than normal walking (a frozen pose, which a predictor extrapolates perfectly) is
+as atypical as motion that is harder (tremor); ``typicality="upper"`` counts larger errors
+only. The embedding term is one-sided (being very close to normal tokens is normal).
+
+Interpretability: ``contrib_<joint>`` is each joint's share of the frame score (a term is
+shared in proportion to the joints' ratios when errors are larger than usual, to their
+inverse when smaller); contributions add up to the score. Missing joints contribute nothing;
+a frame with no valid joint scores 0 (typical). Other per-frame signals (averaged over
+windows like the score): ``recon_ratio``, ``future_ratio``, ``embed_ratio`` (mean ratios over
+the valid joints, 1 = as usual), ``z_rec``, ``z_fut``, ``z_emb`` and ``speed`` (mean joint
+speed, clip-normalised units per second). Per-video descriptors (cadence, variability,
+asymmetry, each joint's share of the score in the worst frames):
+:meth:`MotionTransformerModel.describe`.
+
+The bank, the reference and the frame statistics are buffers (they travel in the
+checkpoint), refitted from a reservoir of training clips (bank from half of them, reference
+and statistics from the other half) before every validation, and before testing or
+predicting when training has moved on since.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from seqnrl import batch as B
+from seqnrl.data.keypoints import keypoint_mask
+from seqnrl.errors import ConfigError, KeypointError
+from seqnrl.models.base import NormativeModule
+from seqnrl.models.motion import descriptors as D
+from seqnrl.models.motion.net import MotionTransformerNet, normalise_clip, partition_masks
+
+log = logging.getLogger(__name__)
+
+MASK_SEED = 4321
+COMPONENTS = ("rec", "fut", "emb")
+RATIO_NAMES = {"rec": "recon_ratio", "fut": "future_ratio", "emb": "embed_ratio"}
+RATIO_FLOOR = 0.01
+
+
+def smooth_time(v: torch.Tensor, m: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked Gaussian smoothing of ``v`` ``(B, T, K)`` along ``T`` (``sigma`` frames; 0 = none).
+    Returns the smoothed values (where ``m`` has a neighbour) and the new mask."""
+    if sigma <= 0:
+        return v, m
+    half = max(1, int(round(3 * sigma)))
+    x = torch.arange(-half, half + 1, device=v.device, dtype=v.dtype)
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    mf = m.to(v.dtype)
+    b, t, k = v.shape
+    kernel = w.view(1, 1, -1)
+    num = F.conv1d(rearrange(v * mf, "b t k -> (b k) 1 t"), kernel, padding=half)
+    den = F.conv1d(rearrange(mf, "b t k -> (b k) 1 t"), kernel, padding=half)
+    num = rearrange(num, "(b k) 1 t -> b t k", b=b)
+    den = rearrange(den, "(b k) 1 t -> b t k", b=b)
+    ok = den > 1e-6
+    return torch.where(ok, num / den.clamp_min(1e-6), torch.ones_like(v)), ok
+
+
+class MotionTransformerModel(NormativeModule):
+    """Motion normative model.
+
+    Args:
+        n_joints: keypoints per frame.
+        coord_dim: 2 (image) or 3 (world) coordinates.
+        joint_names: names for the ``contrib_<name>`` signals (default ``j00``, ``j01``, ...).
+        dim, depth, heads, mlp_ratio, dropout, causal, max_len: see :class:`MotionTransformerNet`.
+        mask_ratio: share of joint tokens hidden in training.
+        recon_weight, future_weight: weights of the two objectives, in the loss and the score.
+        embed_weight: weight of the token-embedding kNN distance in the score.
+        typicality: ``two_sided`` (default) or ``upper`` standardised prediction errors.
+        ratio_smooth: Gaussian smoothing (frames) of each joint's error ratios before the
+            frame statistic (sustained deviations stand out of per-frame noise; 0 = none).
+        embed_k: nearest neighbours for the embedding distance.
+        bank_size: normal tokens kept per joint (buffer ``(n_joints, bank_size, dim)``).
+        eval_masks: complementary hiding patterns used for scoring (``1 / mask_ratio`` hides
+            the training share in each).
+        normalise: ``clip`` (centre + RMS scale per clip) or ``none``.
+        stat_clips: training clips kept (reservoir) to refit the bank and the reference.
+        warmup_steps: linear learning-rate warm-up, then cosine decay to 10 % of ``lr`` over
+            the run (``trainer.estimated_stepping_batches``).
+        lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction: see the base class.
+    """
+
+    def __init__(
+        self,
+        n_joints: int = 16,
+        coord_dim: int = 2,
+        joint_names: Sequence[str] | None = None,
+        dim: int = 64,
+        depth: int = 3,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        causal: bool = True,
+        max_len: int = 256,
+        mask_ratio: float = 0.25,
+        recon_weight: float = 1.0,
+        future_weight: float = 1.0,
+        embed_weight: float = 1.0,
+        typicality: Literal["two_sided", "upper"] = "two_sided",
+        ratio_smooth: float = 1.5,
+        embed_k: int = 5,
+        bank_size: int = 512,
+        eval_masks: int = 4,
+        normalise: Literal["clip", "none"] = "clip",
+        stat_clips: int = 64,
+        warmup_steps: int = 50,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        smooth_sigma: float = 0.0,
+        target_fpr: float = 0.05,
+        video_top_fraction: float = 0.1,
+    ):
+        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
+        self.save_hyperparameters()
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if future_weight > 0 and not causal:
+            raise ConfigError(
+                "future_weight > 0 needs causal=True (with bidirectional temporal attention the "
+                "tokens of frame t see frame t + 1, so its prediction would be copied)"
+            )
+        if joint_names is not None and len(joint_names) != n_joints:
+            raise ValueError(f"{len(joint_names)} joint_names for {n_joints} joints")
+        self.joint_names = list(joint_names) if joint_names else [f"j{i:02d}" for i in range(n_joints)]
+        self.net = MotionTransformerNet(n_joints, coord_dim, dim, depth, heads, mlp_ratio, dropout, causal, max_len)
+        # mean distance (0 reconstruction, 1 future, 2 embedding) per clip position and joint
+        self.register_buffer("ref_error", torch.ones(3, max_len, n_joints))
+        self.register_buffer("ref_fitted", torch.tensor(False))
+        # mean and std of the frame-level mean log-ratio on normal clips, per component
+        self.register_buffer("frame_stats", torch.tensor([[0.0, 1.0]] * 3))
+        self.register_buffer("bank", torch.zeros(n_joints, bank_size, dim))
+        self.register_buffer("bank_count", torch.zeros(n_joints, dtype=torch.long))
+        self._reservoir: list[torch.Tensor] = []
+        self._seen = 0
+        self._dirty = False
+        self._res_gen = torch.Generator().manual_seed(0)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def prepare(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised keypoints, validity ``(B, T, K)`` and per-clip scale ``(B,)``.
+
+        Raises :class:`KeypointError` (naming the video) when a clip has no valid keypoint or
+        its shape does not fit the model."""
+        kp = batch.get(B.KEYPOINTS)
+        if kp is None:
+            raise KeypointError("the batch has no 'keypoints' (the motion model needs keypoint clips)")
+        ids = list(batch.get(B.VIDEO_ID) or [""] * len(kp))
+        if kp.ndim != 4 or kp.shape[-1] != self.hparams.coord_dim or kp.shape[2] != self.hparams.n_joints:
+            raise KeypointError(
+                f"keypoints must be (B, T, {self.hparams.n_joints}, {self.hparams.coord_dim}), got {tuple(kp.shape)}",
+                ids[0] or None,
+            )
+        valid = keypoint_mask(kp)
+        empty = ~valid.flatten(1).any(1)
+        if bool(empty.any()):
+            i = int(empty.nonzero()[0, 0])
+            raise KeypointError(
+                f"every keypoint is missing (NaN/inf) in all {kp.shape[1]} frames of the clip", ids[i] or None
+            )
+        if self.hparams.normalise == "clip":
+            x, _, scale = normalise_clip(kp, valid)
+        else:
+            x = torch.where(valid.unsqueeze(-1), kp, torch.zeros_like(kp))
+            scale = torch.ones(kp.shape[0], 1, 1, 1, device=kp.device, dtype=kp.dtype)
+        return x, valid, scale.flatten()
+
+    @staticmethod
+    def _future_errors(out: dict[str, torch.Tensor], x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance ``(B, T, K)`` of the prediction made at ``t - 1`` for ``t``, and its mask."""
+        d = torch.zeros(valid.shape, device=x.device, dtype=x.dtype)
+        m = torch.zeros_like(valid)
+        d[:, 1:] = (out["future"][:, :-1] - x[:, 1:]).norm(dim=-1)
+        m[:, 1:] = valid[:, 1:] & valid[:, :-1]
+        return d, m
+
+    # -- training ---------------------------------------------------------------------------
+    def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:
+        x, valid, _ = self.prepare(batch)
+        if self.training:
+            hide = torch.rand(valid.shape, device=x.device) < self.hparams.mask_ratio
+            self._remember(batch[B.KEYPOINTS])
+        else:  # deterministic validation loss
+            g = torch.Generator().manual_seed(MASK_SEED)
+            hide = (torch.rand(valid.shape, generator=g) < self.hparams.mask_ratio).to(x.device)
+        out = self.net(x, valid, hide)
+        rec_d, rec_m = (out["rec"] - x).norm(dim=-1), hide & valid
+        rec = (rec_d * rec_m).sum() / rec_m.sum().clamp_min(1)
+        terms = {"loss": self.hparams.recon_weight * rec, "recon": rec.detach()}
+        if self.uses_future:
+            fut_d, fut_m = self._future_errors(out, x, valid)
+            fut = (fut_d * fut_m).sum() / fut_m.sum().clamp_min(1)
+            terms["loss"] = terms["loss"] + self.hparams.future_weight * fut
+            terms["future"] = fut.detach()
+        return terms
+
+    @property
+    def uses_future(self) -> bool:
+        return self.hparams.future_weight > 0
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warm = max(1, self.hparams.warmup_steps)
+        total = None
+        if self._trainer is not None:
+            est = self.trainer.estimated_stepping_batches
+            total = int(est) if est is not None and math.isfinite(est) else None
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if total is None or total <= warm:
+                return 1.0
+            prog = min(1.0, (step - warm) / (total - warm))
+            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * prog))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _remember(self, kp: torch.Tensor) -> None:
+        """Reservoir sample of training clips for the bank and the reference."""
+        cap = self.hparams.stat_clips
+        for clip in kp.detach().cpu():
+            self._seen += 1
+            if len(self._reservoir) < cap:
+                self._reservoir.append(clip)
+            else:
+                j = int(torch.randint(self._seen, (1,), generator=self._res_gen))
+                if j < cap:
+                    self._reservoir[j] = clip
+        self._dirty = True
+
+    # -- per-token distances --------------------------------------------------------------
+    def token_distances(self, x: torch.Tensor, valid: torch.Tensor, use_bank: bool = True) -> dict[str, torch.Tensor]:
+        """Raw per-token distances ``(B, T, K)`` with masks: ``rec`` / ``rec_mask`` (each token
+        hidden once by the partition masks), ``fut`` / ``fut_mask``, ``emb`` / ``emb_mask``
+        (kNN distance to the bank; absent with ``use_bank=False``) and the ``tokens``."""
+        b, t, k = valid.shape
+        rec = torch.zeros(b, t, k, device=x.device, dtype=x.dtype)
+        rec_m = torch.zeros(b, t, k, dtype=torch.bool, device=x.device)
+        for m in partition_masks(t, k, self.hparams.eval_masks, device=x.device):
+            hide = m.expand(b, t, k)
+            out = self.net(x, valid, hide)
+            rm = hide & valid
+            rec = torch.where(rm, (out["rec"] - x).norm(dim=-1), rec)
+            rec_m |= rm
+        out = self.net(x, valid, torch.zeros_like(valid))
+        res = {"rec": rec, "rec_mask": rec_m, "tokens": out["tokens"], "valid": valid}
+        if self.uses_future:
+            res["fut"], res["fut_mask"] = self._future_errors(out, x, valid)
+        if use_bank:
+            res["emb"] = self.knn_distance(out["tokens"])
+            res["emb_mask"] = valid & (self.bank_count > 0)
+        return res
+
+    def knn_distance(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean distance ``(B, T, K)`` of L2-normalised tokens ``(B, T, K, dim)`` to their
+        ``embed_k`` nearest normal tokens of the same joint (0 where the bank is empty)."""
+        z = F.normalize(tokens, dim=-1)
+        out = torch.zeros(tokens.shape[:3], device=tokens.device, dtype=tokens.dtype)
+        for j in range(tokens.shape[2]):
+            n = int(self.bank_count[j])
+            if n == 0:
+                continue
+            d = torch.cdist(z[:, :, j].reshape(-1, z.shape[-1]), self.bank[j, :n].to(z))
+            kk = min(self.hparams.embed_k, n)
+            out[:, :, j] = d.topk(kk, largest=False).values.mean(-1).reshape(tokens.shape[:2])
+        return out
+
+    # -- normal bank and reference -----------------------------------------------------------
+    @torch.no_grad()
+    def fit_normal(self, keypoints: torch.Tensor | Sequence[torch.Tensor] | None = None, batch_size: int = 16) -> None:
+        """Refit the token bank and the reference distances ``ref_error`` from normal clips
+        (default: the training reservoir): ``(N, T, K, D)`` or a list of ``(T, K, D)`` of equal
+        length. The bank takes the even clips, the reference the odd ones (all of them when
+        there is a single clip)."""
+        clips = self._reservoir if keypoints is None else keypoints
+        if len(clips) == 0:
+            return
+        clips = clips if isinstance(clips, torch.Tensor) else torch.stack(list(clips))
+        was = self.training
+        self.eval()
+        bank_clips = clips[0::2]
+        ref_clips = clips[1::2] if len(clips) > 1 else clips
+        # bank: tokens of valid joints, a seeded random subset when there are more than fit
+        per_joint: list[list[torch.Tensor]] = [[] for _ in range(self.hparams.n_joints)]
+        for i in range(0, len(bank_clips), batch_size):
+            x, valid, _ = self._prepare_clips(bank_clips[i : i + batch_size])
+            tok = F.normalize(self.net(x, valid, torch.zeros_like(valid))["tokens"], dim=-1)
+            for j in range(len(per_joint)):
+                per_joint[j].append(tok[:, :, j][valid[:, :, j]].cpu())
+        g = torch.Generator().manual_seed(0)
+        cap = self.hparams.bank_size
+        self.bank.zero_()
+        for j, parts in enumerate(per_joint):
+            z = torch.cat(parts) if parts else torch.zeros(0, self.bank.shape[-1])
+            if len(z) > cap:
+                z = z[torch.randperm(len(z), generator=g)[:cap]]
+            self.bank[j, : len(z)] = z.to(self.bank)
+            self.bank_count[j] = len(z)
+        # reference: mean distances per (clip position, joint)
+        t, k = clips.shape[1], clips.shape[2]
+        s = torch.zeros(3, t, k, dtype=torch.float64)
+        n = torch.zeros(3, t, k, dtype=torch.float64)
+        dists = []
+        for i in range(0, len(ref_clips), batch_size):
+            x, valid, _ = self._prepare_clips(ref_clips[i : i + batch_size])
+            d = self.token_distances(x, valid)
+            dists.append(d)
+            for c, key in enumerate(COMPONENTS):
+                if key not in d:
+                    continue
+                m = d[f"{key}_mask"]
+                s[c] += (d[key] * m).sum(0).double().cpu()
+                n[c] += m.sum(0).double().cpu()
+        self.train(was)
+        mean = s / n.clamp_min(1)
+        per_j = s.sum(1) / n.sum(1).clamp_min(1)  # (3, K)
+        glob = s.sum((1, 2)) / n.sum((1, 2)).clamp_min(1)  # (3,)
+        per_j = torch.where(n.sum(1) > 0, per_j, glob[:, None])
+        mean = torch.where(n > 0, mean, per_j[:, None, :].expand_as(mean))
+        ref = per_j[:, None, :].expand(3, self.hparams.max_len, k).clone()
+        ref[:, :t] = mean
+        self.ref_error.copy_(ref.clamp_min(1e-6).to(self.ref_error))
+        # frame-level statistics of the mean log-ratio on the same clips
+        frames = {c: [] for c in COMPONENTS}
+        for d in dists:
+            for c, (r, m) in self.ratios(d).items():
+                fm, ok = self._frame_stat(r, m)
+                frames[c].append(fm[ok].cpu())
+        for c, key in enumerate(COMPONENTS):
+            v = torch.cat(frames[key]).double() if frames[key] else torch.zeros(0)
+            if v.numel() >= 2:
+                self.frame_stats[c, 0] = float(v.mean())
+                self.frame_stats[c, 1] = float(v.std().clamp_min(1e-3))
+        self.ref_fitted.fill_(True)
+        self._dirty = False
+
+    def ratios(self, d: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per-token ratios ``d / ref + 0.01`` ``(B, T, K)``, smoothed along time within each
+        joint (Gaussian, ``ratio_smooth`` frames; tokens without a distance left out, e.g. the
+        first frame's future error, and filled from their neighbours), and their mask (valid
+        joints with a neighbouring distance)."""
+        t = d["rec"].shape[1]
+        ref = self.ref_error[:, :t].to(d["rec"])
+        out = {}
+        for c, key in enumerate(COMPONENTS):
+            if key in d:
+                r, m = d[key] / ref[c] + RATIO_FLOOR, d[f"{key}_mask"]
+                sm, ok = smooth_time(r, m, self.hparams.ratio_smooth)
+                out[key] = (sm, ok & d["valid"] if "valid" in d else ok)
+        return out
+
+    @staticmethod
+    def _frame_stat(r: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log`` of the root-mean-square ratio over the masked joints of each frame
+        ``(B, T)`` (a few joints far off dominate it), and which frames have any such joint."""
+        cnt = m.sum(-1)
+        ms = (r * r * m).sum(-1) / cnt.clamp_min(1)
+        return 0.5 * torch.log(ms.clamp_min(1e-12)), cnt > 0
+
+    def _prepare_clips(self, kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.prepare({B.KEYPOINTS: kp.to(self.device), B.VIDEO_ID: [""] * len(kp)})
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        if self._dirty and not (self.trainer is not None and self.trainer.sanity_checking):
+            self.fit_normal()
+
+    def on_train_end(self) -> None:
+        if self._dirty:
+            self.fit_normal()
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        if self._dirty:
+            self.fit_normal()
+        if not bool(self.ref_fitted):
+            log.warning("normal bank/reference not fitted (no training): ratios are raw distances")
+
+    def on_predict_epoch_start(self) -> None:
+        if self._dirty:
+            self.fit_normal()
+
+    # -- scoring ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_frames(self, batch: B.Batch) -> dict[str, torch.Tensor]:
+        x, valid, _ = self.prepare(batch)
+        b, t, k = valid.shape
+        d = self.token_distances(x, valid)
+        weights = {"rec": self.hparams.recon_weight, "fut": self.hparams.future_weight, "emb": self.hparams.embed_weight}
+        two_sided = {"rec": self.hparams.typicality == "two_sided", "fut": self.hparams.typicality == "two_sided", "emb": False}
+        score = torch.zeros(b, t, device=x.device, dtype=x.dtype)
+        contrib = torch.zeros(b, t, k, device=x.device, dtype=x.dtype)
+        out: dict[str, torch.Tensor] = {}
+        for key, (r, m) in self.ratios(d).items():
+            c = COMPONENTS.index(key)
+            mu, sd = self.frame_stats[c, 0].to(x), self.frame_stats[c, 1].to(x)
+            fs, ok = self._frame_stat(r, m)
+            z = torch.where(ok, (fs - mu) / sd, torch.zeros_like(fs))
+            term = z.abs() if two_sided[key] else z.clamp_min(0)
+            score = score + weights[key] * term
+            # joints share a frame's term by their ratio (z > 0) or inverse ratio (z < 0)
+            w = torch.where((z >= 0)[..., None], r, 1.0 / r) * m
+            contrib = contrib + weights[key] * term[..., None] * w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+            out[f"z_{key}"] = z
+            out[RATIO_NAMES[key]] = torch.where(ok, ((r - RATIO_FLOOR) * m).sum(-1) / m.sum(-1).clamp_min(1), torch.ones_like(fs))
+        fps = batch.get(B.FPS)
+        fps_t = fps.to(x) if isinstance(fps, torch.Tensor) else torch.full((b,), float("nan"), device=x.device)
+        fps_t = torch.where(torch.isfinite(fps_t) & (fps_t > 0), fps_t, torch.ones_like(fps_t))
+        out = {"score": score, **out, "speed": D.frame_speed_torch(x, valid) * fps_t[:, None]}
+        for j, name in enumerate(self.joint_names):
+            out[f"contrib_{name}"] = contrib[..., j]
+        return out
+
+    # -- per-video descriptors ------------------------------------------------------------
+    def describe(
+        self,
+        keypoints: np.ndarray | torch.Tensor,
+        fps: float,
+        extra: dict[str, np.ndarray] | None = None,
+        scores: np.ndarray | None = None,
+        parents: Sequence[int] | None = None,
+    ) -> dict[str, Any]:
+        """Interpretable per-video summary: :func:`descriptors.motion_descriptors` of the whole
+        ``(T, K, D)`` sequence, plus (given the per-frame ``extra`` signals of a scored video,
+        e.g. ``VideoScores.extra``) each joint's share of the score over the highest-scoring
+        frames."""
+        out = D.motion_descriptors(keypoints, fps, self.joint_names, parents)
+        if extra is not None:
+            out["joint_contribution"] = D.contribution_summary(extra, self.joint_names, scores)
+        return out
