@@ -26,7 +26,14 @@ def fmt(v) -> str:
     return str(v)
 
 
-def md_table(rows: list[dict]) -> str:
+def md_table(rows: list[dict] | dict | str) -> str:
+    if isinstance(rows, str):  # a benchmark that already formatted its table
+        return rows if rows.lstrip().startswith("|") else f"```\n{rows.rstrip()}\n```"
+    if isinstance(rows, dict):
+        rows = [{"": k, **v} if isinstance(v, dict) else {"": k, "value": v} for k, v in rows.items()]
+    rows = [r for r in rows if isinstance(r, dict)]
+    if not rows:
+        return ""
     cols = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
