@@ -8,11 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from seqnrl.batch import collate
+from data_modules.motion_base import MotionDataModule
 from seqnrl.data.motion_windows import MotionClipDataset, MotionSequence
 from seqnrl.data.render import project_3d, render_skeleton
 from seqnrl.data.synthetic_motion import inject_freeze, inject_tremor, random_span
@@ -50,7 +48,7 @@ def resolve_root(root: str | Path) -> Path:
     )
 
 
-class MocapDataModule(pl.LightningDataModule):
+class MocapDataModule(MotionDataModule):
     """Keypoint clips from every ``*.bvh`` file in ``root``.
 
     Each file is parsed, forward-kinematics gives joint positions, which are resampled by
@@ -283,29 +281,3 @@ class MocapDataModule(pl.LightningDataModule):
         }[stage]
         for s in wanted:
             self.dataset(s)
-
-    # -- loaders -------------------------------------------------------------------------
-    def _loader(self, ds: MotionClipDataset, sampler=None) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=False,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train")
-        return self._loader(ds, ds.sampler(seed=self.seed, shuffle=True))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"))
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"))
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("predict"))

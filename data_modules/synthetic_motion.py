@@ -6,11 +6,9 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from seqnrl.batch import collate
+from data_modules.motion_base import MotionDataModule
 from seqnrl.data.motion_windows import MotionClipDataset, MotionSequence
 from seqnrl.data.render import render_skeleton
 from seqnrl.data.synthetic_motion import ANOMALIES, PARENTS, make_motion
@@ -25,7 +23,7 @@ def _render(kp2d: np.ndarray, size: int, seed: int) -> torch.Tensor:
     )
 
 
-class SyntheticMotionDataModule(pl.LightningDataModule):
+class SyntheticMotionDataModule(MotionDataModule):
     """Walking stick figures from :func:`seqnrl.data.synthetic_motion.make_motion`.
 
     Training sequences are normal; validation and test sequences are normal or carry one
@@ -158,29 +156,3 @@ class SyntheticMotionDataModule(pl.LightningDataModule):
         for s in wanted:
             if self.n[s] > 0:
                 self.dataset(s)
-
-    # -- loaders -------------------------------------------------------------------------
-    def _loader(self, ds: MotionClipDataset, sampler=None) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=False,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train")
-        return self._loader(ds, ds.sampler(seed=self.seed, shuffle=True))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"))
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"))
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("predict"))

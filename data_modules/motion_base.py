@@ -1,0 +1,46 @@
+"""Loaders shared by the keypoint-motion data modules."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from seqnrl.batch import collate
+from seqnrl.data.motion_windows import MotionClipDataset
+
+
+class MotionDataModule(pl.LightningDataModule):
+    """Subclasses implement ``dataset(split) -> MotionClipDataset`` and set ``batch_size``,
+    ``num_workers`` and ``seed``; training clips come from the dataset's seeded sampler."""
+
+    batch_size: int
+    num_workers: int
+    seed: int
+
+    def dataset(self, split: str) -> MotionClipDataset:
+        raise NotImplementedError
+
+    def _loader(self, ds: MotionClipDataset, sampler=None) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            persistent_workers=False,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train")
+        return self._loader(ds, ds.sampler(seed=self.seed, shuffle=True))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"))
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("predict"))
