@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.seqnrl-installed
 
-.PHONY: install demo test lint clean
+.PHONY: install install-pose demo test lint clean
 
 install: $(STAMP)
 
@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e ".[dev]"
 	@touch $(STAMP)
+
+# optional: mmpose evaluation functions for pose metrics (tests skip without them)
+install-pose: install
+	$(PY) -m pip install "setuptools>=68" wheel "cython>=3"
+	$(PY) -m pip install --no-build-isolation "chumpy==0.70"
+	$(PY) -m pip install --no-cache-dir --no-build-isolation --no-binary xtcocotools "xtcocotools>=1.12"
+	$(PY) -m pip install -e ".[dev,pose]"
 
 demo: install
 	$(VENV)/bin/seqnrl fit --config configs/demo.yaml

@@ -77,6 +77,10 @@ class STTransformerModel(NormativeModule):
         error_pool: compare ``error_pool x error_pool`` average-pooled prediction and frame
             (1 = pixels; must divide ``patch_size``): speckle averages out, structure stays.
         error_weight, embed_weight: weights of the standardised components in the score.
+            The defaults (embedding distance alone for the masked objective) are the weights
+            picked on validation videos by ``scripts/bench/st_objectives.py``; the future
+            objective's error gets useful with training (its config uses 0.5). ``recon_err``
+            is computed and exported whatever its weight.
         embed_level: ``patch``: every patch token is compared with the bank's tokens of the
             same spatial position (the frame's ``embed_dist`` is the mean of its worst
             ``embed_topk`` share of positions; localised anomalies stand out); ``frame``: the
@@ -119,7 +123,7 @@ class STTransformerModel(NormativeModule):
         error_norm: ErrorNorm = "position",
         error_topk: float = 0.1,
         error_pool: int = 1,
-        error_weight: float = 1.0,
+        error_weight: float = 0.0,
         embed_weight: float = 1.0,
         embed_level: EmbedLevel = "patch",
         embed_k: int = 5,
