@@ -93,6 +93,26 @@ class NormativeModule(pl.LightningModule):
         np.random.seed(seed)
         torch.manual_seed(seed)
 
+    def warmup_cosine(self, opt: torch.optim.Optimizer, warmup_steps: int) -> dict[str, Any]:
+        """Linear warm-up over ``warmup_steps``, then cosine decay to 10 % over the planned
+        steps (constant when the total is unknown); stepped every batch."""
+        warm = max(1, warmup_steps)
+        total = None
+        if self._trainer is not None:
+            est = self.trainer.estimated_stepping_batches
+            total = int(est) if est is not None and math.isfinite(est) else None
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if total is None or total <= warm:
+                return 1.0
+            prog = min(1.0, (step - warm) / (total - warm))
+            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * prog))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 

@@ -307,22 +307,7 @@ class STTransformerModel(NormativeModule):
         opt = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
-        warm = max(1, self.hparams.warmup_steps)
-        total = None
-        if self.trainer is not None:
-            est = self.trainer.estimated_stepping_batches
-            total = int(est) if est is not None and math.isfinite(est) else None
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            if total is None or total <= warm:
-                return 1.0
-            prog = min(1.0, (step - warm) / (total - warm))
-            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * prog))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return self.warmup_cosine(opt, self.hparams.warmup_steps)
 
     # -- memory bank ----------------------------------------------------------------------
     def training_step(self, batch: B.Batch, batch_idx: int) -> torch.Tensor:
