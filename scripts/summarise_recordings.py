@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--normative-weight", type=float, default=d.normative_weight, help="weight of the calibrated anomaly score (0 = plain DSN)")
     p.add_argument("--policy-steps", type=int, default=d.policy_steps, help="REINFORCE steps of the per-recording policy fit (0 = none)")
     p.add_argument("--shot-seconds", type=float, default=d.shot_seconds, help="mean shot length for KTS")
+    p.add_argument("--selection", default=d.selection, choices=["coverage", "knapsack"],
+                   help="coverage: shots covering the whole recording + importance (default); knapsack: DSN's knapsack on shot importance")
+    p.add_argument("--max-shot-seconds", type=float, default=d.max_shot_seconds, help="longer shots are split")
     p.add_argument("--shot-value", default=d.shot_value, choices=["mean", "sum"],
                    help="knapsack value of a shot: mean importance (DSN; many short shots) or total importance")
     p.add_argument("--thumb-size", type=int, default=d.thumb_size, help="longest side of summary video frames / key frames")
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         summariser_ckpt=args.summariser_ckpt,
         shot_seconds=args.shot_seconds,
         shot_value=args.shot_value,
+        selection=args.selection,
+        max_shot_seconds=args.max_shot_seconds,
         thumb_size=args.thumb_size,
         seed=args.seed,
         device=args.device,

@@ -9,6 +9,13 @@ The DSN/TVSum/SumMe pipeline turns per-frame importance into a summary in three 
    budget (15 % of the duration by default), exactly, by dynamic programming over integer
    frame counts.
 
+A knapsack on per-shot scores ignores what the chosen shots look like: when one part of a
+recording scores high it fills the whole budget. :func:`select_shots_coverage` solves the
+same budgeted problem for a *coverage* objective instead: facility-location
+representativeness of all frames by the chosen ones plus the importance of the chosen
+frames (a monotone submodular function), maximised by cost-scaled greedy under the length
+budget (Lin & Bilmes, NAACL 2010; the submodular summarisation of Gygli et al., CVPR 2015).
+
 Shots are ``(S, 2)`` int64 arrays of half-open ``[start, end)`` frame ranges that tile
 ``0..T``.
 """
@@ -210,6 +217,109 @@ def select_shots(
     # a tiny positive floor so a shot of importance 0 can still fill an empty budget
     chosen = knapsack(values + 1e-9, lengths, budget_frames)
     mask = np.zeros(t, dtype=bool)
+    for i in chosen:
+        mask[shots[i, 0] : shots[i, 1]] = True
+    return mask, chosen
+
+
+def split_long_shots(shots: np.ndarray, max_len: int) -> np.ndarray:
+    """Cut every shot longer than ``max_len`` frames into equal parts of at most ``max_len``."""
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    out = []
+    for a, b in np.asarray(shots, dtype=np.int64).reshape(-1, 2):
+        parts = max(1, math.ceil((b - a) / max_len))
+        edges = np.linspace(a, b, parts + 1).round().astype(np.int64)
+        out.extend([e0, e1] for e0, e1 in zip(edges[:-1], edges[1:]))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def select_shots_coverage(
+    features: np.ndarray,
+    frame_importance: np.ndarray,
+    shots: np.ndarray,
+    budget: float = 0.15,
+    *,
+    budget_frames: int | None = None,
+    importance_weight: float = 1.0,
+    bandwidth: float = 1.0,
+    max_points: int = 1500,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick shots maximising coverage + importance under a length budget.
+
+    Objective of a set ``S`` of shots (``B`` = budget in frames, ``N`` sampled frames)::
+
+        F(S) = 1/N sum_i max_{j in S} k(x_i, x_j)  +  importance_weight / B * sum_{j in S} imp_j
+
+    with ``k`` a Gaussian kernel on the features, ``exp(-d^2 / (bandwidth * median d^2))``.
+    The first term is 1 when every frame has an identical frame in the summary, so a part
+    of the recording that looks different from everything chosen so far (a new zone, a new
+    view) earns a large gain; the second is the mean importance the summary holds. ``F`` is
+    monotone submodular; shots are added greedily by gain per frame while they fit, and the
+    result is compared with the best single shot (Lin & Bilmes 2010), which bounds the
+    greedy solution within a constant factor of the optimum.
+
+    ``features``: ``(T, D)``; ``frame_importance``: ``(T,)`` (negative and NaN count as 0;
+    divided by its maximum, so both terms lie in [0, 1]);
+    frames are subsampled to ``max_points`` for the kernel. Returns ``(frame_mask (T,) bool,
+    chosen shot indices)``.
+    """
+    shots = np.asarray(shots, dtype=np.int64).reshape(-1, 2)
+    t = int(shots[-1, 1]) if len(shots) else 0
+    x = np.asarray(features, dtype=np.float64).reshape(t, -1) if t else np.zeros((0, 1))
+    if budget_frames is None:
+        if not 0 < budget <= 1:
+            raise ValueError(f"budget must be in (0, 1], got {budget}")
+        budget_frames = int(math.floor(budget * t))
+    mask = np.zeros(t, dtype=bool)
+    if t == 0 or budget_frames <= 0:
+        return mask, np.zeros(0, dtype=np.int64)
+    imp = np.nan_to_num(np.asarray(frame_importance, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    imp = np.maximum(imp, 0.0)
+    if imp.max() > 0:
+        imp = imp / imp.max()  # both terms on one scale: at most 1
+    x = np.nan_to_num(x)
+    x = x - x.mean(0)  # no per-dimension scaling: it would inflate noise dimensions
+    idx = np.arange(0, t, max(1, math.ceil(t / max_points)))
+    p = x[idx]
+    sq = (p * p).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * p @ p.T, 0.0)
+    pos = d2[d2 > 1e-12]
+    sigma2 = float(np.median(pos)) if pos.size else 1.0
+    k = np.exp(-d2 / (bandwidth * sigma2))  # (N, N)
+    lengths = shots[:, 1] - shots[:, 0]
+    owner = np.searchsorted(shots[:, 1], idx, side="right")  # shot of every sampled frame
+    shot_k = np.zeros((len(shots), len(idx)))
+    for s in range(len(shots)):
+        rows = np.flatnonzero(owner == s)
+        if rows.size == 0:  # a shot shorter than the sampling step: its nearest sampled frame
+            rows = np.array([min(int(np.searchsorted(idx, shots[s, 0])), len(idx) - 1)])
+        shot_k[s] = k[rows].max(0)
+    imp_gain = importance_weight / budget_frames * np.array([imp[a:b].sum() for a, b in shots])
+
+    def gains(cover: np.ndarray) -> np.ndarray:
+        return np.maximum(shot_k - cover[None, :], 0.0).mean(1) + imp_gain
+
+    cover = np.zeros(len(idx))
+    taken = np.zeros(len(shots), dtype=bool)
+    used, value = 0, 0.0
+    while True:
+        feasible = ~taken & (lengths <= budget_frames - used) & (lengths > 0)
+        if not feasible.any():
+            break
+        g = gains(cover)
+        ratio = np.where(feasible, g / np.maximum(lengths, 1), -np.inf)
+        i = int(np.argmax(ratio))
+        taken[i] = True
+        used += int(lengths[i])
+        value += float(g[i])
+        cover = np.maximum(cover, shot_k[i])
+    single = gains(np.zeros(len(idx)))
+    single = np.where((lengths <= budget_frames) & (lengths > 0), single, -np.inf)
+    if single.size and single.max() > value:
+        taken[:] = False
+        taken[int(np.argmax(single))] = True
+    chosen = np.flatnonzero(taken).astype(np.int64)
     for i in chosen:
         mask[shots[i, 0] : shots[i, 1]] = True
     return mask, chosen

@@ -24,13 +24,16 @@ For each recording (video file, DICOM cine or frame folder):
    is fitted to the recording's own features at 2 Hz (its rewards need no labels) or taken
    from a trained summariser checkpoint; frame importance = the policy's probability
    (min-max scaled in the recording) ``+ normative_weight *`` calibrated anomaly score; KTS
-   cuts shots on the features; an exact knapsack picks the shots of highest importance
-   (mean per shot, DSN's convention, or total with ``shot_value="sum"``) within the budget
-   (15 % of the duration by default).
+   cuts shots on the features (shots longer than ``max_shot_seconds`` are split); within the
+   budget (15 % of the duration by default) the shots are chosen either for coverage of
+   the whole recording plus importance (``selection="coverage"``, the default: greedy
+   budgeted facility location, :func:`seqnrl.shots.select_shots_coverage`) or by the DSN
+   pipeline's exact knapsack on per-shot importance (``selection="knapsack"``; mean per
+   shot, DSN's convention, or total with ``shot_value="sum"``).
 
 3. **Outputs** (:func:`write_outputs`) in ``<out>/<name>/``: ``summary.mp4`` (selected
    segments, timestamp drawn into the frames), ``keyframes/*.png`` (highest-score frame of
-   each segment), ``summary.json``, ``scores.csv``, ``timeline.png``.
+   each segment) and their contact sheet ``keyframes.png``, ``summary.json``, ``scores.csv``, ``timeline.png``.
 
 :func:`summarise_batch` runs many recordings: each one is written to
 ``<out>/<name>.partial/`` and renamed when complete, finished ones are skipped unless
@@ -54,11 +57,9 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,11 +71,19 @@ from seqnrl import batch as B
 from seqnrl.errors import CheckpointError, SeqNRLError
 from seqnrl.io.atomic import atomic_path, write_json, write_text
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
-from seqnrl.io.video import iter_frames, probe_video
+from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
+from seqnrl.io.write import write_video_stream
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.scoring.aggregate import smooth_scores
-from seqnrl.shots import kts_shots, mask_to_segments, select_shots, shots_to_boundaries
-from seqnrl.viz import plot_score_timeline
+from seqnrl.shots import (
+    kts_shots,
+    mask_to_segments,
+    select_shots,
+    select_shots_coverage,
+    shots_to_boundaries,
+    split_long_shots,
+)
+from seqnrl.viz import plot_image_grid, plot_score_timeline
 
 if TYPE_CHECKING:  # Lightning is imported only when a checkpoint is used
     from seqnrl.models.base import NormativeModule
@@ -106,7 +115,15 @@ class SummariseConfig:
         policy_hidden: LSTM size of the per-recording policy.
         summariser_ckpt: a trained :class:`SummariserModule` checkpoint used instead of a
             per-recording fit (its ``in_dim`` must match the feature source).
-        shot_seconds: mean shot length KTS aims for; min_shot_seconds: shortest shot.
+        shot_seconds: mean shot length KTS aims for; min_shot_seconds: shortest shot;
+            max_shot_seconds: longer KTS shots are cut into equal parts (so that a summary
+            can hold a glimpse of every part of the recording).
+        selection: ``"coverage"`` (default): shots maximising coverage of the whole
+            recording plus importance under the budget (:func:`select_shots_coverage`);
+            ``"knapsack"``: the DSN pipeline's exact knapsack on per-shot importance.
+        coverage_importance: weight of the importance term against coverage in
+            ``"coverage"`` selection; coverage_bandwidth: its kernel width relative to the
+            median squared distance between frames (smaller: coverage is more local).
         shot_value: knapsack value of a shot, ``"sum"`` (total importance) or ``"mean"``
             (DSN's convention, which favours many short shots).
         kts_kernel: ``"cosine"`` or ``"linear"``.
@@ -128,6 +145,10 @@ class SummariseConfig:
     summariser_ckpt: str | None = None
     shot_seconds: float = 1.0
     min_shot_seconds: float = 0.5
+    max_shot_seconds: float = 2.0
+    selection: str = "coverage"
+    coverage_importance: float = 0.5
+    coverage_bandwidth: float = 0.25
     shot_value: str = "mean"
     kts_kernel: str = "cosine"
     thumb_size: int = 240
@@ -145,6 +166,10 @@ class SummariseConfig:
             raise SeqNRLError(f"fps and policy_fps must be positive, got {self.fps}, {self.policy_fps}")
         if self.normative_weight < 0 or self.relevance_weight < 0:
             raise SeqNRLError("reward weights must be >= 0")
+        if self.selection not in ("coverage", "knapsack"):
+            raise SeqNRLError(f"selection must be 'coverage' or 'knapsack', got {self.selection!r}")
+        if not self.max_shot_seconds >= self.min_shot_seconds:
+            raise SeqNRLError(f"max_shot_seconds ({self.max_shot_seconds}) must be >= min_shot_seconds ({self.min_shot_seconds})")
         if self.shot_value not in ("sum", "mean"):
             raise SeqNRLError(f"shot_value must be 'sum' or 'mean', got {self.shot_value!r}")
         if self.thumb_size < 16:
@@ -185,18 +210,6 @@ class Selection:
 # ---------------------------------------------------------------------------------------
 # frame conversion: each decoded frame is converted once for every consumer
 # ---------------------------------------------------------------------------------------
-def _resize_float(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Float ``(N, C, H, W)`` -> uint8 at ``hw``: area when shrinking both sides, antialiased
-    bilinear otherwise, rounded (the rule of seqnrl.io.video)."""
-    h, w = x.shape[-2:]
-    if (h, w) != tuple(hw):
-        if hw[0] <= h and hw[1] <= w:
-            x = F.interpolate(x, size=hw, mode="area")
-        else:
-            x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
-    return x.round().clamp_(0, 255).to(torch.uint8)
-
-
 class FrameBatch:
     """A few consecutive decoded RGB frames, each ``(3, H, W)`` uint8, numbered from
     ``start``; every conversion the consumers need is computed once and cached."""
@@ -223,19 +236,17 @@ class FrameBatch:
 
     @property
     def luma(self) -> torch.Tensor:
-        """ITU-R 601 luma as seqnrl.io computes it, ``(299 R + 587 G + 114 B + 500) // 1000``
-        (exact in float32: every intermediate is an integer below 2**24)."""
+        """uint8 ``(N, 1, H, W)`` ITU-R 601 luma, by the readers' own :func:`seqnrl.io.video.luma`."""
         if self._luma is None:
-            r, g, b = self.float.unbind(1)
-            self._luma = torch.floor((299.0 * r + 587.0 * g + 114.0 * b + 500.0) / 1000.0)[:, None]
+            self._luma = torch.from_numpy(luma(torch.stack(self.frames).numpy(), axis=1))[:, None]
         return self._luma
 
     def model_input(self, size: int | Sequence[int] | None, grayscale: bool) -> torch.Tensor:
         """uint8 ``(N, C, h, w)``: the pixels ``seqnrl.io`` gives for ``size``/``grayscale``."""
         if size is None:
-            return self.luma.to(torch.uint8) if grayscale else torch.stack(self.frames)
+            return self.luma if grayscale else torch.stack(self.frames)
         hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        return _resize_float(self.luma if grayscale else self.float, hw)
+        return resize_frames(self.luma if grayscale else self.float, hw)
 
     def thumbnails(self, factor: int) -> torch.Tensor:
         """uint8 RGB ``(N, 3, h, w)`` shrunk by an integer ``factor`` (box filter: PIL's
@@ -688,7 +699,13 @@ def select_summary(an: Analysis, cfg: SummariseConfig) -> Selection:
         importance = importance + cfg.relevance_weight * rel
     min_shot = max(1, int(round(cfg.min_shot_seconds * an.fps)))
     shots = kts_shots(z, fps=an.fps, shot_seconds=cfg.shot_seconds, min_shot_frames=min_shot, kernel=cfg.kts_kernel)
-    mask, chosen = select_shots(importance, shots, cfg.budget, value=cfg.shot_value)
+    shots = split_long_shots(shots, max(min_shot, int(round(cfg.max_shot_seconds * an.fps))))
+    if cfg.selection == "coverage":
+        mask, chosen = select_shots_coverage(feats, importance, shots, cfg.budget, importance_weight=cfg.coverage_importance,
+                                              bandwidth=cfg.coverage_bandwidth)
+    else:
+        mask, chosen = select_shots(importance, shots, cfg.budget, value=cfg.shot_value)
+    info["selection"] = cfg.selection
     if not mask.any():  # every shot is longer than the budget: the best window of the best shot
         n_keep = max(1, int(math.floor(cfg.budget * t)))
         best = int(np.argmax([importance[a:b].mean() for a, b in shots]))
@@ -723,28 +740,6 @@ def draw_label(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(im)
 
 
-def write_video_stream(path: Path, frames: Iterable[np.ndarray], fps: float, hw: tuple[int, int], crf: int = 23) -> int:
-    """Encode ``(h, w, 3)`` uint8 frames one at a time (H.264, yuv420p; ``hw`` even) without
-    holding them; the file appears atomically. Returns the number of frames written."""
-    n = 0
-    with atomic_path(path) as tmp:
-        try:
-            with av.open(str(tmp), mode="w") as container:
-                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(10_000))
-                stream.height, stream.width = hw
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(int(crf)), "preset": "ultrafast"}
-                for image in frames:
-                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                    frame.pts = n
-                    container.mux(stream.encode(frame))
-                    n += 1
-                container.mux(stream.encode(None))
-        except (av.FFmpegError, OSError, ValueError) as e:
-            raise SeqNRLError(f"cannot write summary video: {e}", path) from e
-    return n
-
-
 def _fmt_time(t: float) -> str:
     m, s = divmod(max(0.0, float(t)), 60.0)
     return f"{int(m):d}:{s:04.1f}"
@@ -752,6 +747,9 @@ def _fmt_time(t: float) -> str:
 
 def _f(x: float, nd: int = 6) -> float | None:
     return round(float(x), nd) if np.isfinite(x) else None
+
+
+MAX_SHEET = 24  # key frames on the keyframes.png contact sheet
 
 
 def write_outputs(out_dir: Path, an: Analysis, sel: Selection, cfg: SummariseConfig, extra: dict | None = None) -> dict:
@@ -786,10 +784,19 @@ def write_outputs(out_dir: Path, an: Analysis, sel: Selection, cfg: SummariseCon
 
         kf_dir = out_dir / "keyframes"
         kf_dir.mkdir(exist_ok=True)
+        sheet, sheet_titles = [], []
         for seg, (i, img) in zip(segments, an.thumbs.read(key_idx)):
             with atomic_path(kf_dir / Path(seg["keyframe"]).name) as tmp:
                 Image.fromarray(draw_label(img, f"{_fmt_time(times[i])}  seg {seg['index'] + 1}")).save(tmp, format="PNG")
             files["keyframes"].append(seg["keyframe"])
+            if len(sheet) < MAX_SHEET:
+                sheet.append(img)
+                score = "" if seg["max_score"] is None else f"  score {seg['max_score']:.2f}"
+                sheet_titles.append(f"{seg['index'] + 1}: {_fmt_time(times[i])}{score}")
+        plot_image_grid(out_dir / "keyframes.png", sheet, sheet_titles,
+                        suptitle=f"{Path(an.source).name}: key frame of each summary segment"
+                        + (f" (first {MAX_SHEET})" if len(segments) > MAX_SHEET else ""))
+        files["keyframe_sheet"] = "keyframes.png"
         seg_of = {}
         for k, (a, b) in enumerate(sel.segments):
             for i in range(a, b):
@@ -799,7 +806,7 @@ def write_outputs(out_dir: Path, an: Analysis, sel: Selection, cfg: SummariseCon
         frames = (
             draw_label(img, f"{_fmt_time(times[i])}  {seg_of[i] + 1}/{n_seg}") for i, img in an.thumbs.read(order)
         )
-        write_video_stream(out_dir / "summary.mp4", frames, fps, an.thumbs.hw, cfg.crf)
+        write_video_stream(out_dir / "summary.mp4", frames, fps, an.thumbs.hw, crf=cfg.crf)
         files["summary_video"] = "summary.mp4"
     else:
         for seg in segments:

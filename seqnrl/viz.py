@@ -35,15 +35,17 @@ def plot_score_timeline(
     selected: np.ndarray | None = None,
     shots: np.ndarray | None = None,
 ) -> None:
-    """Score over time; labelled anomalous frames shaded red, selected frames green."""
+    """Score over time; labelled anomalous frames shaded red, selected frames green, dotted
+    lines at ``shots`` (frame indices of boundaries; one ``vlines`` call, so thousands of
+    shots in a long recording stay cheap)."""
     fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
     if labels is not None:
         shade_runs(ax, times, np.asarray(labels) == 1, "tab:red", "labelled anomalous")
     if selected is not None:
         shade_runs(ax, times, np.asarray(selected, bool), "tab:green", "selected", alpha=0.3)
-    if shots is not None:
-        for b in shots:
-            ax.axvline(times[min(int(b), len(times) - 1)], color="0.6", lw=0.5, ls=":")
+    if shots is not None and len(shots):
+        idx = np.minimum(np.asarray(shots, dtype=np.int64), len(times) - 1)
+        ax.vlines(np.asarray(times)[idx], 0, 1, transform=ax.get_xaxis_transform(), colors="0.6", lw=0.5, ls=":")
     ax.plot(times, scores, color="tab:blue", lw=1.2, label="score")
     if threshold is not None and np.isfinite(threshold):
         ax.axhline(threshold, color="k", ls="--", lw=0.8, label="threshold")
@@ -56,3 +58,35 @@ def plot_score_timeline(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_image_grid(
+    path: str | os.PathLike,
+    images: list[np.ndarray],
+    titles: list[str] | None = None,
+    *,
+    cols: int = 6,
+    suptitle: str = "",
+    cell_inches: float = 2.4,
+) -> str | os.PathLike:
+    """A contact sheet: ``images`` (``(H, W)`` grey or ``(H, W, 3)`` uint8) on a grid with a
+    title under each, written atomically as PNG."""
+    n = max(len(images), 1)
+    cols = max(1, min(cols, n))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches * cols, cell_inches * rows + 0.4 * bool(suptitle)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (ax, img) in enumerate(zip(axes.ravel(), images)):
+        img = np.asarray(img)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

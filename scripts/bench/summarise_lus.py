@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from seqnrl.io.atomic import write_json  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.io.video import read_video  # noqa: E402
 from seqnrl.io.write import write_video  # noqa: E402
 from seqnrl.shots import select_shots  # noqa: E402
@@ -49,7 +49,9 @@ from seqnrl.summarise import (  # noqa: E402
     analyse_recording,
     load_normative_checkpoint,
     select_summary,
+    summarise_recording,
 )
+from seqnrl.viz import plot_score_timeline  # noqa: E402
 
 PATIENTS = ("pat1", "pat2", "pat3")
 
@@ -136,6 +138,27 @@ def summarise_table(results: list[dict], methods: list[str]) -> dict:
     return table
 
 
+def example_figures(r: dict, cfg: SummariseConfig, model, out_dir: Path, tag: str) -> list[str]:
+    """Summarise one examination with every output (summary.mp4, key frames, JSON) and draw
+    the README pictures: its score timeline with zone boundaries and the key-frame sheet."""
+    import shutil
+
+    an, sel, _ = summarise_recording(r["path"], out_dir / r["name"], cfg, model)
+    labels = np.zeros(an.n_frames)
+    if r["path_zone"] is not None:
+        labels[r["bounds"][r["path_zone"]] : r["bounds"][r["path_zone"] + 1]] = 1
+    timeline = out_dir.parent / f"{tag}_timeline.png"
+    plot_score_timeline(
+        timeline, an.times, an.calibrated, labels=labels, selected=sel.mask, shots=np.array(r["bounds"][1:-1]),
+        title=f"{r['name']}: six lung zones (dotted: zone boundaries), red: pathological zone, "
+        f"green: the {cfg.budget:.0%} summary",
+        ylabel="proxy score" if model is None else "calibrated anomaly score",
+    )
+    sheet = out_dir.parent / f"{tag}_keyframes.png"
+    shutil.copy2(out_dir / r["name"] / "keyframes.png", sheet)
+    return [str(timeline), str(sheet)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lus", default=str(REPO.parent / "shared" / "data" / "lus"))
@@ -145,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=192, help="common frame side of the built recordings")
     ap.add_argument("--policy-steps", type=int, default=SummariseConfig.policy_steps)
     ap.add_argument("--shot-seconds", type=float, default=SummariseConfig.shot_seconds)
+    ap.add_argument("--selection", default=SummariseConfig.selection, choices=["coverage", "knapsack"])
     ap.add_argument("--shot-value", default=SummariseConfig.shot_value, choices=["sum", "mean"])
     ap.add_argument("--ckpt", default=None, help="normative model checkpoint (default: fallback features)")
     ap.add_argument("--seed", type=int, default=0)
@@ -162,10 +186,12 @@ def main(argv=None) -> int:
     build_s = time.perf_counter() - t0
     model = load_normative_checkpoint(args.ckpt) if args.ckpt else None
     base = SummariseConfig(budget=args.budget, fps=args.fps, policy_steps=args.policy_steps, seed=args.seed,
-                           shot_seconds=args.shot_seconds, shot_value=args.shot_value)
+                           shot_seconds=args.shot_seconds, shot_value=args.shot_value, selection=args.selection)
     cfgs = {"dsn": replace(base, normative_weight=0.0),
             "dsn+normative": replace(base, normative_weight=args.normative_weight)}
-    methods = ["dsn", "dsn+normative", "uniform", "random"]
+    other = "knapsack" if args.selection == "coverage" else "coverage"
+    cfgs[f"dsn+normative ({other})"] = replace(base, normative_weight=args.normative_weight, selection=other)
+    methods = [*cfgs, "uniform", "random"]
     results = []
     t1 = time.perf_counter()
     for i, r in enumerate(recs):
@@ -195,21 +221,30 @@ def main(argv=None) -> int:
     feat = "checkpoint " + args.ckpt if args.ckpt else "fallback (per-recording PCA + proxy score)"
     print(f"\nLUS examinations: {len(recs)} recordings ({sum(r['path_zone'] is not None for r in recs)} with a "
           f"pathological zone), budget {args.budget:.0%}, features: {feat}")
-    hdr = f"{'method':<16} {'zone coverage':>13} {'path. recall':>12} {'path. share':>11}"
+    hdr = f"{'method':<30} {'zone coverage':>13} {'path. recall':>12} {'path. share':>11}"
     print(hdr)
     print("-" * len(hdr))
     for m in methods:
         t = table[m]
-        print(f"{m:<16} {t['zone_coverage']:>13.3f} {t['path_recall']:>12.3f} {t['path_share']:>11.3f}")
-    print(f"{'(chance share)':<16} {'':>13} {'':>12} {table['_chance_path_share']:>11.3f}")
+        print(f"{m:<30} {t['zone_coverage']:>13.3f} {t['path_recall']:>12.3f} {t['path_share']:>11.3f}")
+    print(f"{'(chance share)':<30} {'':>13} {'':>12} {table['_chance_path_share']:>11.3f}")
     sp = [r["score_path_zone"] for r in results if "score_path_zone" in r]
     so = [r["score_other_zones"] for r in results if "score_other_zones" in r]
     print(f"mean calibrated score: pathological zone {np.mean(sp):.3f}, other zones {np.mean(so):.3f}")
     print(f"build {build_s:.0f} s, analyse + select {run_s:.0f} s")
-    write_json(args.out, {"benchmark": "summarise_lus", "settings": vars(args), "feature_source": feat,
-                          "table": table, "recordings": results, "build_seconds": build_s, "run_seconds": run_s,
-                          "mean_score_path_zone": float(np.mean(sp)), "mean_score_other_zones": float(np.mean(so))})
-    print(f"-> {args.out}")
+    out = Path(args.out)
+    example = next(r for r in recs if r["patient"] == "pat1" and r["path_zone"] == 2)
+    figures = example_figures(example, cfgs["dsn+normative"], model, out.parent / f"{out.stem}_example", out.stem)
+    save(out.stem, {"title": "Lung-ultrasound examination summaries (target: every zone and the pathological clip)",
+                    "description": f"{len(recs)} examinations built from six zone clips of pat1..pat3 (18 with one zone "
+                    f"replaced by a pathological clip), {args.budget:.0%} budget, features: {feat}, selection: "
+                    f"{args.selection}. zone_coverage: fraction of zones with a selected frame; path_recall: "
+                    "pathological zone selected; path_share: its share of the summary (chance: its share of the "
+                    "recording).",
+                    "settings": vars(args), "feature_source": feat, "selection": args.selection, "figures": figures,
+                    "table": table, "recordings": results, "build_seconds": build_s, "run_seconds": run_s,
+                    "mean_score_path_zone": float(np.mean(sp)), "mean_score_other_zones": float(np.mean(so))},
+         out.parent)
     return 0
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from seqnrl.io.atomic import write_json  # noqa: E402
 from seqnrl.io.video import iter_frames, probe_video  # noqa: E402
-from seqnrl.summarise import write_video_stream  # noqa: E402
+from seqnrl.io.write import write_video_stream  # noqa: E402
 
 DECODE_CHILD = r"""
 import json, sys, time, av

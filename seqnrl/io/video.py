@@ -423,31 +423,40 @@ def _convert(frame: np.ndarray | av.VideoFrame, grayscale: bool, out_hw: tuple[i
     if isinstance(frame, av.VideoFrame):
         frame = frame.to_ndarray(format="rgb24")
     if grayscale and frame.shape[-1] == 3:
-        frame = _luma(frame)[..., None]
+        frame = luma(frame)[..., None]
     if not (frame.flags.writeable and frame.flags.c_contiguous):
         frame = np.array(frame, order="C")  # torch wants writable memory
     x = rearrange(torch.from_numpy(frame), "h w c -> c h w")
     if not grayscale and x.shape[0] == 1:
         x = repeat(x, "1 h w -> c h w", c=3)
     if out_hw is not None and tuple(x.shape[-2:]) != out_hw:
-        x = _resize(x, out_hw)
+        x = resize_frames(x[None], out_hw)[0]
     return x.contiguous()
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
+def luma(rgb: np.ndarray, axis: int = -1) -> np.ndarray:
     """ITU-R 601 luma ``(299 R + 587 G + 114 B) / 1000`` rounded, as PIL's ``convert("L")``.
-    ``(H, W, 3)`` uint8 -> ``(H, W)`` uint8; numpy integer arithmetic (single-threaded, so it
-    stays fast on a busy machine, unlike small torch integer ops)."""
-    f = rgb.astype(np.uint32)
+
+    ``rgb``: uint8 with the 3 colour planes on ``axis`` (``(H, W, 3)`` by default, or e.g.
+    ``(N, 3, H, W)`` with ``axis=1``) -> uint8 without that axis. Numpy integer arithmetic
+    (single-threaded, so it stays fast on a busy machine, unlike small torch integer ops).
+    Every seqnrl reader and the summariser convert colour with this one function.
+    """
+    f = np.moveaxis(np.asarray(rgb), axis, -1).astype(np.uint32)
     return ((299 * f[..., 0] + 587 * f[..., 1] + 114 * f[..., 2] + 500) // 1000).astype(np.uint8)
 
 
-def _resize(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Area averaging when shrinking both sides, antialiased bilinear otherwise."""
+def resize_frames(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, H, W)`` uint8 (or float on the 0..255 scale) -> uint8 ``(N, C, h, w)``: area
+    averaging when shrinking both sides, antialiased bilinear otherwise, rounded. Every
+    seqnrl reader and the summariser resize with this one function."""
     h, w = x.shape[-2:]
-    xf = x[None].float()
+    out_hw = (int(out_hw[0]), int(out_hw[1]))
+    if (h, w) == out_hw:
+        return x.round().clamp(0, 255).to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8)
+    xf = x.float()
     if out_hw[0] <= h and out_hw[1] <= w:
         y = F.interpolate(xf, size=out_hw, mode="area")
     else:
         y = F.interpolate(xf, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
-    return y[0].round_().clamp_(0, 255).to(torch.uint8)
+    return y.round_().clamp_(0, 255).to(torch.uint8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -66,6 +67,46 @@ def write_video(
         except (av.FFmpegError, OSError, ValueError) as e:
             raise SeqNRLError(f"cannot write video with {codec}: {e}", path) from e
     return path
+
+
+def write_video_stream(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    hw: tuple[int, int],
+    *,
+    crf: int = 23,
+    preset: str = "ultrafast",
+    overwrite: bool = True,
+) -> int:
+    """Encode ``(h, w, 3)`` uint8 frames one at a time (libx264, yuv420p, ``hw`` even)
+    without holding them: for summaries of recordings of any length. The file appears
+    atomically (nothing at ``path`` when encoding fails part-way). Returns the number of
+    frames written."""
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    h, w = int(hw[0]), int(hw[1])
+    if h % 2 or w % 2 or h < 2 or w < 2:
+        raise ValueError(f"yuv420p needs even positive sides, got {h}x{w}")
+    n = 0
+    with atomic_path(Path(path), overwrite=overwrite) as tmp:
+        try:
+            with av.open(str(tmp), mode="w") as container:
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(10_000))
+                stream.height, stream.width = h, w
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(int(crf)), "preset": preset}
+                for image in frames:
+                    if image.shape != (h, w, 3) or image.dtype != np.uint8:
+                        raise ValueError(f"frame {n}: expected ({h}, {w}, 3) uint8, got {image.shape} {image.dtype}")
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                    frame.pts = n
+                    container.mux(stream.encode(frame))
+                    n += 1
+                container.mux(stream.encode(None))
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise SeqNRLError(f"cannot write video: {e}", path) from e
+    return n
 
 
 def _lossless_codec() -> tuple[str, str, dict[str, str]]:

@@ -98,6 +98,7 @@ def check_outputs(folder: Path, budget: float = 0.15) -> dict:
     assert {"frame", "time_s", "raw", "calibrated", "importance", "selected"} <= set(rows[0])
     assert sum(int(r["selected"]) for r in rows) == rec["summary_frames"]
     assert (folder / "timeline.png").stat().st_size > 1000
+    assert (folder / "keyframes.png").stat().st_size > 1000 and rec["files"]["keyframe_sheet"] == "keyframes.png"
     assert not list(folder.glob(".thumbs*")), "the thumbnail spool is removed"
     return rec
 

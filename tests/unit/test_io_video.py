@@ -402,3 +402,22 @@ def test_frame_folder_streams_one_image_at_a_time(tmp_path, monkeypatch):
     first = next(gen)
     assert torch.equal(first.frames, frames[:, :6])
     assert len(opened) <= 1 + 6  # probe of the first image + the window
+
+
+def test_luma_on_any_axis_and_resize_frames_match_the_reader():
+    import numpy as np
+
+    from seqnrl.io.video import luma, resize_frames
+
+    rng = np.random.default_rng(0)
+    hwc = rng.integers(0, 256, size=(2, 9, 11, 3), dtype=np.uint8)
+    chw = np.ascontiguousarray(np.moveaxis(hwc, -1, 1))
+    assert np.array_equal(luma(hwc), luma(chw, axis=1))
+    x = torch.from_numpy(chw)
+    small = resize_frames(x, (4, 5))
+    assert small.dtype == torch.uint8 and small.shape == (2, 3, 4, 5)
+    # uint8 and float inputs on the 0..255 scale give the same pixels
+    assert torch.equal(small, resize_frames(x.float(), (4, 5)))
+    assert torch.equal(resize_frames(x, (9, 11)), x)  # same size: unchanged
+    big = resize_frames(x, (18, 22))
+    assert big.shape == (2, 3, 18, 22)

@@ -104,3 +104,40 @@ def test_invalid_frames_are_rejected(tmp_path, frames):
     with pytest.raises(ValueError):
         write_video(tmp_path / "x.mp4", frames, 30)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_video_stream_holds_one_frame_at_a_time_and_round_trips(tmp_path):
+    import numpy as np
+
+    from seqnrl.io.write import write_video_stream
+
+    video = _random_video(3, 12, 32, 48, seed=3)
+    frames_out = []
+
+    def frames():
+        for i in range(video.shape[1]):
+            img = video[:, i].permute(1, 2, 0).numpy()
+            frames_out.append(i)
+            yield img
+
+    n = write_video_stream(tmp_path / "s.mp4", frames(), 10.0, (32, 48), crf=0)
+    assert n == 12 and frames_out == list(range(12))
+    clip = read_video(tmp_path / "s.mp4")
+    assert clip.frames.shape == (3, 12, 32, 48)
+    assert torch.equal(clip.timestamps, torch.arange(12, dtype=torch.float64) / 10.0)
+    # yuv420p at crf 0 keeps luma (up to the limited-range conversion); chroma is subsampled
+    from seqnrl.io.video import luma
+
+    grey = read_video(tmp_path / "s.mp4", grayscale=True).frames[0].float()
+    want = torch.from_numpy(luma(video.numpy(), axis=0)).float()
+    assert (grey - want).abs().mean().item() < 2.0
+
+    def bad():
+        yield np.zeros((32, 48, 3), np.uint8)
+        yield np.zeros((30, 48, 3), np.uint8)  # wrong size mid-stream
+
+    with pytest.raises(SeqNRLError, match="frame 1"):
+        write_video_stream(tmp_path / "bad.mp4", bad(), 10.0, (32, 48))
+    assert not (tmp_path / "bad.mp4").exists()  # nothing half-written
+    with pytest.raises(ValueError, match="even"):
+        write_video_stream(tmp_path / "odd.mp4", iter([]), 10.0, (31, 48))

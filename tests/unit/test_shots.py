@@ -19,8 +19,10 @@ from seqnrl.shots import (
     kts_shots,
     mask_to_segments,
     select_shots,
+    select_shots_coverage,
     shot_scores,
     shots_to_boundaries,
+    split_long_shots,
 )
 
 
@@ -120,6 +122,61 @@ def test_shot_value_sum_prefers_total_importance():
     assert sum_chosen.tolist() == [2]  # total importance 8 > 3.6
     with pytest.raises(ValueError):
         select_shots(imp, shots, 0.5, value="max")
+
+
+def test_split_long_shots_tiles_and_bounds_length():
+    shots = boundaries_to_shots([7, 30], 33)  # lengths 7, 23, 3
+    out = split_long_shots(shots, 5)
+    lengths = out[:, 1] - out[:, 0]
+    assert lengths.max() <= 5 and lengths.min() >= 1
+    assert out[0, 0] == 0 and out[-1, 1] == 33 and (out[1:, 0] == out[:-1, 1]).all()
+    assert len(out) == 2 + 5 + 1  # 7 -> 2 parts, 23 -> 5 parts, 3 stays
+    with pytest.raises(ValueError):
+        split_long_shots(shots, 0)
+
+
+def _zones(n_zones=6, per_zone=40, seed=0):
+    """Frames of ``n_zones`` distinct looks, each contiguous, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_zones, 16)) * 5
+    x = np.concatenate([c + 0.3 * rng.normal(size=(per_zone, 16)) for c in centres])
+    shots = uniform_shots_for(n_zones * per_zone, 5)
+    return x, shots
+
+
+def uniform_shots_for(t, length):
+    return boundaries_to_shots(np.arange(length, t, length), t)
+
+
+def test_coverage_selection_shows_every_zone_where_knapsack_does_not():
+    x, shots = _zones()
+    imp = np.zeros(len(x))
+    imp[80:120] = 1.0  # zone 3 is the abnormal one
+    budget = 0.15  # 36 frames = 7 shots of 5 frames for 6 zones
+    mask_k, _ = select_shots(imp, shots, budget)
+    mask_c, chosen = select_shots_coverage(x, imp, shots, budget, importance_weight=0.3)
+    per_zone_k = mask_k.reshape(6, 40).sum(1)
+    per_zone_c = mask_c.reshape(6, 40).sum(1)
+    assert (per_zone_k > 0).sum() < 6  # the knapsack spends the budget on the abnormal zone
+    assert (per_zone_c > 0).all(), per_zone_c  # coverage shows every zone ...
+    assert per_zone_c[2] == per_zone_c.max()  # ... and most of the abnormal one
+    assert mask_c.sum() <= int(np.floor(budget * len(x)))
+    assert sorted(chosen.tolist()) == chosen.tolist()
+
+
+def test_coverage_selection_edge_cases():
+    x, shots = _zones(n_zones=2, per_zone=10)
+    # budget smaller than every shot: nothing fits
+    mask, chosen = select_shots_coverage(x, np.ones(20), shots, budget_frames=3)
+    assert not mask.any() and len(chosen) == 0
+    # NaN importance counts as 0 and the result is deterministic
+    imp = np.full(20, np.nan)
+    a = select_shots_coverage(x, imp, shots, budget_frames=10)[0]
+    b = select_shots_coverage(x, imp, shots, budget_frames=10)[0]
+    assert (a == b).all() and a.sum() == 10
+    assert a[:10].any() and a[10:].any()  # pure coverage: both looks
+    with pytest.raises(ValueError):
+        select_shots_coverage(x, imp, shots, budget=0.0)
 
 
 def test_fscore_hand_cases():
