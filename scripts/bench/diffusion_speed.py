@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from seqnrl.io.atomic import write_json  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.models.video_diffusion import VideoDiffusionModel  # noqa: E402
 
 
@@ -138,7 +137,15 @@ def main(argv: list[str] | None = None) -> dict:
         f"  training (batch {a.train_batch}): {res['train']['steps_per_s']:.2f} steps/s "
         f"({res['train']['clips_per_s']:.1f} clips/s)"
     )
-    write_json(a.out, res)
+    res["table"] = [
+        {"measure": f"sample {a.frames}x{a.size}x{a.size}, {a.steps} DDIM steps (s)", "value": res["sample_conditional"]["wall_s_min"],
+         "goal": "<= 10"},
+        {"measure": "sample with guidance 2 (s)", "value": res["sample_cfg_guidance2"]["wall_s_min"], "goal": ""},
+        {"measure": f"training steps/s (batch {a.train_batch})", "value": res["train"]["steps_per_s"], "goal": ""},
+    ]
+    res["title"] = f"Video diffusion speed ({n_params / 1e6:.2f} M parameters, {a.threads} threads)"
+    out = Path(a.out)
+    save(out.stem, res, out.parent)
     print(f"wrote {a.out}")
     return res
 

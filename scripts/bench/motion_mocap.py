@@ -29,7 +29,6 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from motion_synthetic import (  # noqa: E402
     SIGNALS,
     per_type_metrics,
@@ -41,6 +40,7 @@ from motion_synthetic import (  # noqa: E402
 )
 
 from data_modules.mocap import MOCAP_ANOMALIES, MocapDataModule  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.models.motion import MotionTransformerModel  # noqa: E402
 from seqnrl.models.motion import descriptors as D  # noqa: E402
 
@@ -119,9 +119,8 @@ def main(argv=None) -> dict:
     print("\njoints carrying the score inside perturbed spans:", json.dumps(joints))
     print("descriptors:", json.dumps(desc))
     print(f"fit {t_fit:.0f} s, total {out['total_seconds']:.0f} s")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2))
-    print(f"wrote {a.out}")
+    out["table"] = rows
+    save(a.out.stem, out, a.out.parent)
     return out
 
 

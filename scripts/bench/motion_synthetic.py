@@ -38,8 +38,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-
 from data_modules.synthetic_motion import SyntheticMotionDataModule  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.data.synthetic_motion import ANOMALIES, JOINT_NAMES, PARENTS, _draw_params  # noqa: E402
 from seqnrl.metrics.anomaly import frame_metrics  # noqa: E402
 from seqnrl.models.motion import MotionTransformerModel  # noqa: E402
@@ -192,9 +192,8 @@ def main(argv=None) -> dict:
     print("\njoints carrying the score inside anomalous spans:", json.dumps(joints))
     print(f"cadence: median |estimate - generator| = {cad_err:.1f} steps/min")
     print(f"fit {t_fit:.0f} s, total {out['total_seconds']:.0f} s")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2))
-    print(f"wrote {a.out}")
+    out["table"] = rows
+    save(a.out.stem, out, a.out.parent)
     return out
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,10 +40,10 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from motion_synthetic import SIGNALS, per_type_metrics, print_table, quiet, signal_of, trainer  # noqa: E402
 
 from data_modules.synthetic_motion import SyntheticMotionDataModule  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.batch import collate  # noqa: E402
 from seqnrl.data.motion_windows import MotionClipDataset, MotionSequence  # noqa: E402
 from seqnrl.data.synthetic_motion import ANOMALIES, JOINT_NAMES, PARENTS  # noqa: E402
@@ -223,8 +222,11 @@ def main(argv=None) -> dict:
     for name, r in motion.items():
         print_table(r["rows"], f"motion model on {name} keypoints (frame AUROC)")
     print(f"\nexports in {export}; times {out['seconds']}")
-    a.out.write_text(json.dumps(out, indent=2))
-    print(f"wrote {a.out}")
+    out["table"] = [{"model": name, "protocol": proto, "PCK@0.05": m["pck@0.05"], "PCK@0.1": m["pck@0.1"],
+                     "MPJPE/bbox": m["mpjpe_bbox"], "recon loss": recon[name]}
+                    for name in ("untrained", "trained") for proto, m in acc[name].items()]
+    out["title"] = f"Unsupervised pose on synthetic motion video ({a.template} template, linear probe, mmpose PCK)"
+    save(a.out.stem, out, a.out.parent)
     return out
 
 

@@ -43,8 +43,7 @@ from torch.utils.data import DataLoader
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-
-from seqnrl.io.atomic import write_json  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.metrics.summary import evaluate_summary  # noqa: E402
 from seqnrl.models.summariser.module import SummariserModule, SummaryFeatureDataset, collate_videos  # noqa: E402
 from seqnrl.models.summariser.net import fit_policy  # noqa: E402
@@ -208,10 +207,11 @@ def main(argv=None) -> int:
         print(f"{m:<16} {t['f_max_mean']:>10.3f} {t['f_avg_mean']:>10.3f} {t['f_max_sum']:>10.3f} {t['f_avg_sum']:>10.3f}")
     print(f"training {train_s:.0f} s ({args.epochs} epochs x 2 models), evaluation {eval_s:.0f} s; "
           f"final train reward dsn {dsn.train_reward:.3f}, dsn+normative {dsn_n.train_reward:.3f}")
-    write_json(args.out, {"benchmark": "summarise_dsn_synthetic", "settings": vars(args), "table": table,
-                          "per_video": {m: [list(x) for x in v] for m, v in res.items()}, "per_video_columns": keys,
-                          "train_seconds": train_s, "eval_seconds": eval_s})
-    print(f"-> {args.out}")
+    out = Path(args.out)
+    save(out.stem, {"title": "DSN on synthetic videos with known important segments (F-score)",
+                    "settings": vars(args), "table": table,
+                    "per_video": {m: [list(x) for x in v] for m, v in res.items()}, "per_video_columns": keys,
+                    "train_seconds": train_s, "eval_seconds": eval_s}, out.parent)
     return 0
 
 

@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from seqnrl.io.atomic import write_json  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl.io.video import iter_frames, probe_video  # noqa: E402
 from seqnrl.io.write import write_video_stream  # noqa: E402
 
@@ -224,8 +224,17 @@ def main(argv=None) -> int:
     if rss_ratio is not None:
         print(f"RSS(10 min) / RSS(1 min) = {rss_ratio:.3f}")
     print("targets:", ", ".join(f"{k}: {'met' if v else 'MISSED' if v is not None else 'n/a'}" for k, v in targets.items()))
-    write_json(args.out, {
-        "benchmark": "summarise_throughput",
+    out = Path(args.out)
+    table = [{"length": f"{r['minutes']:g} min", "frames/s": r["summarise_fps"], "x real time": r["x_realtime"],
+              "ratio to decode": r["ratio_to_decode"], "decode frames/s": r["decode_fps"], "peak RSS MB": r["rss_mb"]}
+             for r in rows]
+    save(out.stem, {
+        "title": "Summarisation throughput and memory (targets: >= 20x real time, >= 0.5x decode, RSS ratio <= 1.2)",
+        "description": f"{args.size}x{args.size} H.264 at {args.rate:g} fps built from the LUS clips; analysis at "
+        f"{args.fps:g} fps; {'checkpoint ' + args.ckpt if args.ckpt else 'fallback features'}; all outputs written. "
+        f"RSS(10 min) / RSS(1 min) = {rss_ratio if rss_ratio is None else round(rss_ratio, 3)}; targets: "
+        + ", ".join(f"{k} {'met' if v else 'MISSED' if v is not None else 'n/a'}" for k, v in targets.items()),
+        "table": table,
         "settings": vars(args),
         "build_seconds": build_s,
         "rows": rows,
@@ -236,8 +245,7 @@ def main(argv=None) -> int:
         "notes": "x realtime and fps exclude interpreter start-up (summarise_s_with_startup includes it); "
                  "decode = PyAV decode + to_ndarray(rgb24) of every frame, thread_type AUTO; "
                  "io = seqnrl.io.iter_frames at the analysis rate, nothing else; fps columns count source frames.",
-    })
-    print(f"-> {args.out}")
+    }, out.parent)
     return 0
 
 
