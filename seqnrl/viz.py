@@ -74,8 +74,8 @@ def plot_image_grid(
     n = max(len(images), 1)
     cols = max(1, min(cols, n))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches * cols, cell_inches * rows + 0.4 * bool(suptitle)),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches * cols, (cell_inches + 0.3) * rows + 0.4 * bool(suptitle)),
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for i, (ax, img) in enumerate(zip(axes.ravel(), images)):
@@ -85,7 +85,6 @@ def plot_image_grid(
             ax.set_title(titles[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

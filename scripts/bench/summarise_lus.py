@@ -150,7 +150,7 @@ def example_figures(r: dict, cfg: SummariseConfig, model, out_dir: Path, tag: st
     timeline = out_dir.parent / f"{tag}_timeline.png"
     plot_score_timeline(
         timeline, an.times, an.calibrated, labels=labels, selected=sel.mask, shots=np.array(r["bounds"][1:-1]),
-        title=f"{r['name']}: six lung zones (dotted: zone boundaries), red: pathological zone, "
+        title=f"{r['name']}\nsix lung zones (dotted: zone boundaries), red: pathological zone, "
         f"green: the {cfg.budget:.0%} summary",
         ylabel="proxy score" if model is None else "calibrated anomaly score",
     )
