@@ -67,25 +67,38 @@ def plot_image_grid(
     *,
     cols: int = 6,
     suptitle: str = "",
-    cell_inches: float = 2.4,
+    pad: int = 4,
 ) -> str | os.PathLike:
-    """A contact sheet: ``images`` (``(H, W)`` grey or ``(H, W, 3)`` uint8) on a grid with a
-    title under each, written atomically as PNG."""
-    n = max(len(images), 1)
+    """A contact sheet: ``images`` (``(H, W)`` grey or ``(H, W, 3)`` uint8; all shown at the
+    size of the largest) on a grid with a caption above each, written atomically as PNG.
+
+    Drawn with PIL rather than matplotlib: a sheet of 24 key frames takes milliseconds
+    instead of seconds, which matters when a batch summarises hundreds of recordings."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    imgs = [np.asarray(im) for im in images]
+    imgs = [np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im for im in imgs]
+    n = max(len(imgs), 1)
     cols = max(1, min(cols, n))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches * cols, (cell_inches + 0.3) * rows + 0.4 * bool(suptitle)),
-                             squeeze=False, layout="constrained")
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i, (ax, img) in enumerate(zip(axes.ravel(), images)):
-        img = np.asarray(img)
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-        if titles is not None and i < len(titles):
-            ax.set_title(titles[i], fontsize=8)
+    ch = max((im.shape[0] for im in imgs), default=32)
+    cw = max((im.shape[1] for im in imgs), default=32)
+    cap = 14 if titles else 0
+    top = 18 if suptitle else 0
+    sheet = Image.new("RGB", (cols * (cw + pad) + pad, top + rows * (ch + cap + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        draw.text((pad, 3), suptitle, fill="black", font=font)
+    for i, im in enumerate(imgs):
+        r, c = divmod(i, cols)
+        x0, y0 = pad + c * (cw + pad), top + pad + r * (ch + cap + pad)
+        if titles is not None and i < len(titles):
+            draw.text((x0, y0), titles[i], fill="black", font=font)
+        tile = Image.fromarray(np.ascontiguousarray(im.astype(np.uint8)))
+        if tile.size != (cw, ch):
+            tile = tile.resize((cw, ch), Image.BILINEAR)
+        sheet.paste(tile, (x0, y0 + cap))
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        sheet.save(tmp, format="PNG")
     return path
