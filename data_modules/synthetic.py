@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from data_modules.base import VideoDataModule
 from seqnrl.data.clips import VideoRecord
+from seqnrl.errors import ConfigError
 
 
 class SyntheticEchoDataModule(VideoDataModule):
@@ -21,6 +24,11 @@ class SyntheticEchoDataModule(VideoDataModule):
         anomaly_fraction: share of validation/test videos with an anomaly.
         anomalies: anomaly kinds to draw from (default: all of the generator's).
         video_fps: frame rate of the generated videos.
+        ef_range: ``(low, high)`` in %: every video without an anomaly gets an ejection
+            fraction drawn uniformly (seeded) from this range instead of the generator's
+            normal 55-70 %. For EF regression and EF-conditioned generation, which need a
+            spread of EF values to learn from; leave it unset for anomaly detection (a
+            training set with low EF makes the ``reduced_ef`` anomaly normal).
     """
 
     def __init__(
@@ -32,6 +40,7 @@ class SyntheticEchoDataModule(VideoDataModule):
         anomaly_fraction: float = 0.5,
         anomalies: Sequence[str] | None = None,
         video_fps: float = 30.0,
+        ef_range: tuple[float, float] | None = None,
         clip_len: int = 16,
         stride: int | None = None,
         image_size: int = 64,
@@ -56,6 +65,12 @@ class SyntheticEchoDataModule(VideoDataModule):
         self.anomaly_fraction = anomaly_fraction
         self.anomalies = tuple(anomalies) if anomalies else None
         self.video_fps = video_fps
+        if ef_range is not None:
+            lo, hi = (float(v) for v in ef_range)
+            if not 5 <= lo <= hi <= 90:
+                raise ConfigError(f"ef_range must satisfy 5 <= low <= high <= 90 (%), got {ef_range}")
+            ef_range = (lo, hi)
+        self.ef_range = ef_range
 
     def build_records(self) -> dict[str, list[VideoRecord]]:
         from seqnrl.data.synthetic_echo import ANOMALIES, make_echo
@@ -69,12 +84,16 @@ class SyntheticEchoDataModule(VideoDataModule):
             for i in range(n):
                 seed = self.seed * 1_000_003 + s_i * 100_003 + i
                 anomaly = kinds[i % len(kinds)] if i >= n - n_abn else None
+                ef = None
+                if self.ef_range is not None and anomaly is None:
+                    ef = float(np.random.default_rng([seed, 7]).uniform(*self.ef_range))
                 e = make_echo(
                     seed=seed,
                     n_frames=self.n_frames,
                     size=self.image_size,
                     fps=self.video_fps,
                     anomaly=anomaly,
+                    ef=ef,
                 )
                 recs.append(
                     VideoRecord(

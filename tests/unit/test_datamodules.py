@@ -30,6 +30,25 @@ def test_synthetic_echo_batches_follow_contract():
     assert b[B.PIXEL_MASK].shape == (4, 1, 8, 32, 32)
 
 
+def test_synthetic_echo_ef_range_spreads_normal_ef_and_is_checked():
+    wide = _tiny_echo(n_train=8, ef_range=(20, 80)).records()["train"]
+    efs = np.array([r.ef for r in wide])
+    assert efs.min() >= 20 and efs.max() <= 80 and efs.max() - efs.min() > 20
+    assert (efs < 50).any(), "a wide range reaches reduced EF"
+    # the requested EF is what the video's volume curve shows (over >= 1 beat)
+    for r in _tiny_echo(n_train=3, n_frames=64, ef_range=(20, 80)).records()["train"]:
+        v = np.asarray(r.extra["volume"], dtype=float)
+        assert abs(100 * (v.max() - v.min()) / v.max() - r.ef) < 5.0
+    default = np.array([r.ef for r in _tiny_echo(n_train=8).records()["train"]])
+    assert default.min() >= 55 and default.max() <= 70
+    same = np.array([r.ef for r in _tiny_echo(n_train=8, ef_range=(20, 80)).records()["train"]])
+    assert np.array_equal(efs, same), "seeded"
+    from seqnrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ef_range"):
+        _tiny_echo(ef_range=(60, 40))
+
+
 def test_synthetic_echo_eval_windows_cover_every_frame_and_have_anomalies():
     dm = _tiny_echo(stride=3)
     dm.setup("validate")
