@@ -7,6 +7,7 @@ import logging
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from data_modules.sharding import shard
 from seqnrl.batch import collate
 from seqnrl.data.clips import ClipDataset, SeededEpochSampler, VideoLoader, VideoRecord
 
@@ -113,6 +114,8 @@ class VideoDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(split)
         sampler = SeededEpochSampler(len(ds), seed=self.seed) if shuffle else None
+        # several processes: each takes every world-th item of this order (see data_modules.sharding)
+        sampler = shard(self, len(ds), sampler, train=shuffle)
         return DataLoader(
             ds,
             batch_size=self.batch_size,

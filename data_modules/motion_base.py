@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from data_modules.sharding import shard
 from seqnrl.batch import collate
 from seqnrl.data.motion_windows import MotionClipDataset
 
@@ -20,11 +21,12 @@ class MotionDataModule(pl.LightningDataModule):
     def dataset(self, split: str) -> MotionClipDataset:
         raise NotImplementedError
 
-    def _loader(self, ds: MotionClipDataset, sampler=None) -> DataLoader:
+    def _loader(self, ds: MotionClipDataset, sampler=None, train: bool = False) -> DataLoader:
+        # several processes: each takes every world-th item of this order (see data_modules.sharding)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            sampler=sampler,
+            sampler=shard(self, len(ds), sampler, train=train),
             shuffle=False,
             num_workers=self.num_workers,
             collate_fn=collate,
@@ -34,7 +36,7 @@ class MotionDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train")
-        return self._loader(ds, ds.sampler(seed=self.seed, shuffle=True))
+        return self._loader(ds, ds.sampler(seed=self.seed, shuffle=True), train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"))

@@ -5,6 +5,7 @@ anomaly metrics and prediction outputs. Subclasses provide :meth:`losses` and :m
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -26,16 +27,71 @@ CKPT_KEY = "seqnrl"
 FORMAT_VERSION = 1
 
 
+def world_size() -> int:
+    """Number of processes of the initialised ``torch.distributed`` group (1 without one)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order (``[obj]`` in a single process). A collective:
+    every process must call it."""
+    n = world_size()
+    if n == 1:
+        return [obj]
+    out: list[Any] = [None] * n
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
 def gather_accumulator(acc: FrameScoreAccumulator) -> FrameScoreAccumulator:
     """Merge accumulators of all processes (no-op without torch.distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if world_size() == 1:
         return acc
-    states: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(states, acc.state())
     merged = FrameScoreAccumulator()
-    for st in states:
+    for st in all_gather_objects(acc.state()):
         merged.merge_state(st)
     return merged
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from ``parts`` (strings, numbers), the same in every process and run
+    (unlike ``hash()``, which Python salts per process)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def step_salt(module: pl.LightningModule) -> tuple[int, int, int]:
+    """``(seed, epoch, global step)`` of a training step: the same in every process of a DDP
+    run and in a single-process run with the same global batch, restored on resume."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0)), int(module.current_epoch), int(module.global_step)
+
+
+def sample_seeds(batch: B.Batch, *salt: Any) -> list[int] | None:
+    """One seed per sample from its identity (``video_id`` and first frame) and ``salt``, or
+    ``None`` when the batch carries no video ids.
+
+    Random draws made per sample from these seeds (training masks, frame pairs, episodes) do
+    not depend on which process, batch or batch position the sample lands in, so a DDP run
+    with ``R`` processes of batch ``B`` draws what one process of batch ``R B`` draws.
+    """
+    ids = batch.get(B.VIDEO_ID)
+    if ids is None:
+        return None
+    start = batch.get(B.START_FRAME)
+    if start is None and isinstance(batch.get(B.FRAME_INDEX), torch.Tensor):
+        start = batch[B.FRAME_INDEX][:, 0]
+    if isinstance(start, torch.Tensor):
+        start = start.reshape(-1).tolist()
+    first = [float(x) for x in start] if start is not None and len(start) == len(ids) else [0.0] * len(ids)
+    return [stable_seed(*salt, str(v), f) for v, f in zip(ids, first)]
+
+
+def sample_generators(batch: B.Batch, *salt: Any) -> list[torch.Generator] | None:
+    """CPU generators seeded by :func:`sample_seeds` (``None`` without video ids)."""
+    seeds = sample_seeds(batch, *salt)
+    return None if seeds is None else [torch.Generator().manual_seed(s) for s in seeds]
 
 
 class NormativeModule(pl.LightningModule):

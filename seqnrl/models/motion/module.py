@@ -33,9 +33,10 @@ asymmetry, each joint's share of the score in the worst frames):
 :meth:`MotionTransformerModel.describe`.
 
 The bank, the reference and the frame statistics are buffers (they travel in the
-checkpoint), refitted from a reservoir of training clips (bank from half of them, reference
-and statistics from the other half) before every validation, and before testing or
-predicting when training has moved on since.
+checkpoint), refitted from a uniform sample of training clips (bank from half of them,
+reference and statistics from the other half) before every validation, and before testing or
+predicting when training has moved on since. Under DDP the samples of all processes are
+merged first, so every process fits the same buffers on the clips one process would keep.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ from einops import rearrange
 from seqnrl import batch as B
 from seqnrl.data.keypoints import keypoint_mask
 from seqnrl.errors import ConfigError, KeypointError
-from seqnrl.models.base import NormativeModule
+from seqnrl.models.base import (
+    NormativeModule,
+    all_gather_objects,
+    sample_generators,
+    sample_seeds,
+    step_salt,
+    world_size,
+)
 from seqnrl.models.motion import descriptors as D
 from seqnrl.models.motion.net import MotionTransformerNet, normalise_clip, partition_masks
 
@@ -158,8 +166,8 @@ class MotionTransformerModel(NormativeModule):
         self.register_buffer("frame_stats", torch.tensor([[0.0, 1.0]] * 3))
         self.register_buffer("bank", torch.zeros(n_joints, bank_size, dim))
         self.register_buffer("bank_count", torch.zeros(n_joints, dtype=torch.long))
-        self._reservoir: list[torch.Tensor] = []
-        self._seen = 0
+        # kept training clips: (key, clip), the stat_clips smallest keys seen (sorted)
+        self._reservoir: list[tuple[int, torch.Tensor]] = []
         self._dirty = False
         self._res_gen = torch.Generator().manual_seed(0)
 
@@ -203,23 +211,39 @@ class MotionTransformerModel(NormativeModule):
 
     # -- training ---------------------------------------------------------------------------
     def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch: means over its clips of each clip's mean error, so that
+        DDP's average over processes is the loss of the whole global batch. Training masks
+        are drawn per clip from its identity and the step (:func:`sample_seeds`), validation
+        masks per clip from a fixed seed: neither depends on the batch a clip lands in."""
         x, valid, _ = self.prepare(batch)
-        if self.training:
+        salt = step_salt(self) if self.training else (MASK_SEED,)
+        gens = sample_generators(batch, *salt)
+        if gens is not None:
+            shape = valid.shape[1:]
+            hide = torch.stack([torch.rand(shape, generator=g) for g in gens]).to(x.device) < self.hparams.mask_ratio
+        elif self.training:
             hide = torch.rand(valid.shape, device=x.device) < self.hparams.mask_ratio
-            self._remember(batch[B.KEYPOINTS])
         else:  # deterministic validation loss
             g = torch.Generator().manual_seed(MASK_SEED)
             hide = (torch.rand(valid.shape, generator=g) < self.hparams.mask_ratio).to(x.device)
+        if self.training:
+            self._remember(batch[B.KEYPOINTS], sample_seeds(batch, *salt, "reservoir"))
         out = self.net(x, valid, hide)
         rec_d, rec_m = (out["rec"] - x).norm(dim=-1), hide & valid
-        rec = (rec_d * rec_m).sum() / rec_m.sum().clamp_min(1)
+        rec = self._clip_mean(rec_d, rec_m)
         terms = {"loss": self.hparams.recon_weight * rec, "recon": rec.detach()}
         if self.uses_future:
             fut_d, fut_m = self._future_errors(out, x, valid)
-            fut = (fut_d * fut_m).sum() / fut_m.sum().clamp_min(1)
+            fut = self._clip_mean(fut_d, fut_m)
             terms["loss"] = terms["loss"] + self.hparams.future_weight * fut
             terms["future"] = fut.detach()
         return terms
+
+    @staticmethod
+    def _clip_mean(d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Mean over clips of the masked mean of ``d`` ``(B, T, K)`` within each clip."""
+        per_clip = (d * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+        return per_clip.mean()
 
     @property
     def uses_future(self) -> bool:
@@ -229,18 +253,31 @@ class MotionTransformerModel(NormativeModule):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         return self.warmup_cosine(opt, self.hparams.warmup_steps)
 
-    def _remember(self, kp: torch.Tensor) -> None:
-        """Reservoir sample of training clips for the bank and the reference."""
-        cap = self.hparams.stat_clips
-        for clip in kp.detach().cpu():
-            self._seen += 1
-            if len(self._reservoir) < cap:
-                self._reservoir.append(clip)
-            else:
-                j = int(torch.randint(self._seen, (1,), generator=self._res_gen))
-                if j < cap:
-                    self._reservoir[j] = clip
+    def _remember(self, kp: torch.Tensor, keys: list[int] | None = None) -> None:
+        """Uniform sample of the training clips seen (all epochs) for the bank and the
+        reference: every clip gets a random key, the ``stat_clips`` smallest keys are kept
+        (bottom-k sampling). ``keys`` come from the clips' identities (:func:`sample_seeds`),
+        so the kept set does not depend on the order clips arrive in or on how they are
+        split across processes: the union of the processes' samples, cut to the smallest
+        keys, is the single-process sample (:meth:`_merged_reservoir`)."""
+        clips = kp.detach().cpu()
+        if keys is None:
+            keys = [int(torch.randint(2**62, (1,), generator=self._res_gen)) for _ in range(len(clips))]
+        self._reservoir = self._bottom_k([*self._reservoir, *zip(keys, clips)])
         self._dirty = True
+
+    def _bottom_k(self, items: list[tuple[int, torch.Tensor]]) -> list[tuple[int, torch.Tensor]]:
+        unique = dict(items)  # a clip gathered from several processes counts once
+        return sorted(unique.items(), key=lambda kv: kv[0])[: self.hparams.stat_clips]
+
+    def _merged_reservoir(self) -> list[torch.Tensor]:
+        """The kept clips of all processes (a collective under DDP: every process calls it
+        and gets the same clips, so the bank and the statistics are fitted on the same data
+        everywhere and equal those of one process that saw every clip)."""
+        if world_size() > 1:
+            parts = all_gather_objects(self._reservoir)
+            self._reservoir = self._bottom_k([kv for p in parts for kv in p])
+        return [c for _, c in self._reservoir]
 
     # -- per-token distances --------------------------------------------------------------
     def token_distances(self, x: torch.Tensor, valid: torch.Tensor, use_bank: bool = True) -> dict[str, torch.Tensor]:
@@ -286,7 +323,7 @@ class MotionTransformerModel(NormativeModule):
         (default: the training reservoir): ``(N, T, K, D)`` or a list of ``(T, K, D)`` of equal
         length. The bank takes the even clips, the reference the odd ones (all of them when
         there is a single clip)."""
-        clips = self._reservoir if keypoints is None else keypoints
+        clips = self._merged_reservoir() if keypoints is None else keypoints
         if len(clips) == 0:
             return
         clips = clips if isinstance(clips, torch.Tensor) else torch.stack(list(clips))

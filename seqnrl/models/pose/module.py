@@ -33,10 +33,13 @@ from einops import rearrange
 from seqnrl import batch as B
 from seqnrl.errors import ConfigError
 from seqnrl.metrics import pose as pose_metrics
+from seqnrl.models.base import all_gather_objects, sample_generators, step_salt
 from seqnrl.models.pose.net import ReconLoss, ShapeTemplateNet, reconstruction_loss
 from seqnrl.models.pose.templates import ShapeTemplate, load_template
 
 log = logging.getLogger(__name__)
+
+VAL_PAIR_SEED = 1000  # validation pairs: the same every epoch
 
 
 class PoseTemplateModel(pl.LightningModule):
@@ -98,13 +101,23 @@ class PoseTemplateModel(pl.LightningModule):
             raise ConfigError("the pose model needs batches with 'video' (e.g. SyntheticMotionDataModule(render=True))")
         return v
 
-    def sample_pairs(self, video: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_pairs(
+        self, video: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``pairs_per_clip`` random (target, source) frames ``(N, C, H, W)`` per clip
-        (different frames of the same clip where the clip has more than one)."""
+        (different frames of the same clip where the clip has more than one). ``generator``:
+        one for the batch, or one per clip (then a clip's pairs do not depend on its batch)."""
         b, _, t = video.shape[:3]
         n = self.hparams.pairs_per_clip
-        ti = torch.randint(t, (b, n), generator=generator)
-        off = torch.randint(1, max(t, 2), (b, n), generator=generator) if t > 1 else torch.zeros(b, n, dtype=torch.long)
+        gens = generator if isinstance(generator, list) else [generator]
+        if len(gens) not in (1, b):
+            raise ValueError(f"{len(gens)} generators for {b} clips")
+        ti, off = [], []
+        for g in gens:
+            m = b if len(gens) == 1 else 1
+            ti.append(torch.randint(t, (m, n), generator=g))
+            off.append(torch.randint(1, max(t, 2), (m, n), generator=g) if t > 1 else torch.zeros(m, n, dtype=torch.long))
+        ti, off = torch.cat(ti), torch.cat(off)
         si = (ti + off) % t
         bi = torch.arange(b)[:, None].expand(b, n)
         frames = rearrange(video, "b c t h w -> b t c h w")
@@ -122,7 +135,9 @@ class PoseTemplateModel(pl.LightningModule):
         return {"loss": loss, "recon": rec.detach(), "anchor": anc.detach(), "boundary": bnd.detach(), "scale": scl.detach()}
 
     def training_step(self, batch: B.Batch, batch_idx: int) -> torch.Tensor:
-        target, source = self.sample_pairs(self._video(batch))
+        # pairs drawn per clip from its identity and the step: the same whichever process
+        # and batch the clip lands in (DDP with R processes of batch B = one of batch R B)
+        target, source = self.sample_pairs(self._video(batch), sample_generators(batch, *step_salt(self)))
         terms = self.pair_losses(target, source)
         bs = B.batch_size(batch)
         for k, v in terms.items():
@@ -138,22 +153,26 @@ class PoseTemplateModel(pl.LightningModule):
 
     def validation_step(self, batch: B.Batch, batch_idx: int) -> None:
         video = self._video(batch)
-        g = torch.Generator().manual_seed(1000 + batch_idx)
+        g = sample_generators(batch, VAL_PAIR_SEED) or torch.Generator().manual_seed(VAL_PAIR_SEED + batch_idx)
         target, source = self.sample_pairs(video, g)
         terms = self.pair_losses(target, source)
         for k, v in terms.items():
-            self.log(f"val/{k}", v, batch_size=B.batch_size(batch))
+            self.log(f"val/{k}", v, batch_size=B.batch_size(batch), sync_dist=True)
         kp_true = batch.get(B.KEYPOINTS)
         if kp_true is not None and kp_true.shape[-1] == 2:
             kp = self.predict_keypoints(video).cpu().numpy()
             valid = (batch[B.FRAME_INDEX] >= 0).cpu().numpy()
+            first = batch[B.FRAME_INDEX][:, 0].tolist()
             for i, vid in enumerate(batch[B.VIDEO_ID]):
-                self._probe.append((vid, kp[i][valid[i]], kp_true[i].cpu().numpy()[valid[i]]))
+                self._probe.append((vid, kp[i][valid[i]], kp_true[i].cpu().numpy()[valid[i]], int(first[i])))
 
     def on_validation_epoch_end(self) -> None:
         probe, self._probe = self._probe, []
         if self.trainer is not None and self.trainer.sanity_checking:
             return
+        # windows of every process, in a fixed order: each process fits the same probe
+        parts = all_gather_objects(probe)
+        probe = [p[:3] for p in sorted((p for part in parts for p in part), key=lambda p: (p[0], p[3]))]
         m = self.probe_metrics(probe)
         for k, v in m.items():
             self.log(f"val/{k}", v)

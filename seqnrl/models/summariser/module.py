@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from seqnrl.errors import SeqNRLError
 from seqnrl.metrics.summary import evaluate_summary
+from seqnrl.models.base import all_gather_objects, stable_seed, step_salt, world_size
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.models.summariser.rewards import (
     ReinforceSettings,
@@ -169,6 +170,7 @@ class SummariserModule(pl.LightningModule):
         self.save_hyperparameters()
         self.policy = DSNPolicy(in_dim, hidden, num_layers)
         self.baselines: dict[str, float] = {}
+        self._updated: set[str] = set()  # baselines updated by this process this epoch
 
     @property
     def weights(self) -> RewardWeights:
@@ -182,13 +184,23 @@ class SummariserModule(pl.LightningModule):
     def settings(self) -> ReinforceSettings:
         return ReinforceSettings.from_hparams(**self.hparams)
 
-    def video_objective(self, item: Item, key: str | None = None) -> dict[str, torch.Tensor]:
+    def video_objective(
+        self, item: Item, key: str | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Loss and rewards of one video (episodes sampled from the current policy)."""
         probs = self.policy(item["features"].to(self.device))[0]
-        return episode_objective(probs, item, self.settings, self.baselines, key or item["video_id"])
+        key = key or item["video_id"]
+        self._updated.add(key)
+        return episode_objective(probs, item, self.settings, self.baselines, key, generator)
 
     def training_step(self, batch: list[Item], batch_idx: int) -> torch.Tensor:
-        per = [self.video_objective(it) for it in batch]
+        # episodes drawn per video from its id and the step, whichever process and batch it
+        # lands in: DDP with R processes of batch B samples what one process of batch R B does
+        salt = step_salt(self)
+        per = [
+            self.video_objective(it, generator=torch.Generator().manual_seed(stable_seed(*salt, it["video_id"])))
+            for it in batch
+        ]
         loss = torch.stack([p["loss"] for p in per]).mean()
         for k in per[0]:
             if k == "loss":
@@ -196,6 +208,25 @@ class SummariserModule(pl.LightningModule):
             self.log(f"train/{k}", torch.stack([p[k] for p in per]).mean(), batch_size=len(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
+
+    def _sync_baselines(self) -> None:
+        """Share the reward baselines updated since the last call between processes (each
+        video is seen by one process per epoch; a video seen by several, e.g. a padded one,
+        keeps the value of the lowest rank), so every process and the checkpoint hold them
+        all. A collective under DDP: called from hooks that run on every process, before
+        validation (and so before a checkpoint is saved) and at the end of each epoch."""
+        updated, self._updated = self._updated, set()
+        if world_size() == 1:
+            return
+        parts = all_gather_objects({k: self.baselines[k] for k in updated if k in self.baselines})
+        for part in reversed(parts):
+            self.baselines.update(part)
+
+    def on_validation_epoch_start(self) -> None:
+        self._sync_baselines()
+
+    def on_train_epoch_end(self) -> None:
+        self._sync_baselines()
 
     @torch.no_grad()
     def importance(self, features: torch.Tensor) -> torch.Tensor:
@@ -212,10 +243,10 @@ class SummariserModule(pl.LightningModule):
                 it["features"], torch.as_tensor(mask, dtype=torch.float32)[None], self.weights,
                 it.get("scores"), it.get("relevance"), h.temporal_distance,
             )
-            self.log("val/reward", rew["total"].mean(), batch_size=1)
+            self.log("val/reward", rew["total"].mean(), batch_size=1, sync_dist=True)
             if "user_summary" in it:
                 f = evaluate_summary(mask, it["user_summary"].numpy(), h.fscore_mode)["f_score"]
-                self.log("val/f_score", f, batch_size=1, prog_bar=True)
+                self.log("val/f_score", f, batch_size=1, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.policy.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
