@@ -20,6 +20,16 @@ seeds) in that model's feature space (per clip: mean and std over time of the fr
 embeddings): Frechet distance, nearest-neighbour retrieval coverage and near copies
 (``--near-copy-threshold``, cosine on features z-scored with the real clips' statistics). No I3D/FVD weights can be downloaded here, so these numbers
 are only comparable with each other.
+
+Diversity-aware generation (DiADM; models trained with ``feature_cond_dim > 0``):
+
+    python scripts/generate_videos.py --ckpt diadm.ckpt --diadm --guidance 2 --out-dir outputs/diadm
+
+steps through the training items whose features the checkpoint stores (or the ``(N, D)``
+array of ``--item-features``, ``.npy`` or ``.pt``): clip ``i`` is conditioned on item
+``i mod N`` (``--n-clips``, default one clip per item) with classifier-free guidance
+``--guidance`` against the unconditional model. ``--ef`` is then optional (cycled over the
+clips when given, and only meaningful for models that also condition on EF).
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from seqnrl.io.atomic import atomic_path, write_json  # noqa: E402
 from seqnrl.io.write import write_video  # noqa: E402
 from seqnrl.metrics.generation import condition_fidelity, frechet_distance, retrieval_report  # noqa: E402
 from seqnrl.models.video_diffusion import load_video_diffusion  # noqa: E402
+
+DEFAULT_EF = (30.0, 45.0, 60.0, 75.0)
 
 
 def load_references(paths: list[str], size: int | tuple[int, int], channels: int) -> torch.Tensor:
@@ -101,6 +113,24 @@ def real_synthetic_clips(n: int, n_frames: int, size, seed: int = 0) -> torch.Te
     )
 
 
+def diadm_items(model, path: str | None) -> tuple[list[str], torch.Tensor]:
+    """Training-item ids and features ``(N, D)``: from ``path`` (.npy / .pt) or the
+    checkpoint's stored items."""
+    if not getattr(model, "feature_conditioned", False):
+        raise SystemExit("--diadm needs a model trained with feature_cond_dim > 0")
+    if path:
+        if str(path).endswith(".npy"):
+            feats = torch.as_tensor(np.load(path), dtype=torch.float32)
+        else:
+            feats = torch.as_tensor(torch.load(path, weights_only=True), dtype=torch.float32)
+        ids = [f"item_{i:04d}" for i in range(len(feats))]
+    else:
+        ids, feats = model.item_features()
+    if feats.ndim != 2 or not len(feats):
+        raise SystemExit("no training-item features: the checkpoint has none, pass --item-features")
+    return ids, feats
+
+
 def finite_or_none(obj):
     """NaN/inf -> None, recursively (strict JSON)."""
     if isinstance(obj, float):
@@ -121,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--ef",
         type=float,
         nargs="+",
-        default=[30.0, 45.0, 60.0, 75.0],
-        help="requested EF values (%%)",
+        default=None,
+        help="requested EF values (%%; default 30 45 60 75, none with --diadm)",
     )
     p.add_argument("--n-per-ef", type=int, default=1)
     p.add_argument(
@@ -158,6 +188,15 @@ def main(argv: list[str] | None = None) -> dict:
         help="real synthetic-echo clips to compare with (needs --features-ckpt)",
     )
     p.add_argument("--near-copy-threshold", type=float, default=0.95)
+    p.add_argument(
+        "--diadm",
+        action="store_true",
+        help="step through the training items' features (models with feature_cond_dim > 0)",
+    )
+    p.add_argument(
+        "--item-features", default=None, help="(N, D) .npy/.pt item features for --diadm"
+    )
+    p.add_argument("--n-clips", type=int, default=None, help="clips with --diadm (default N)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -169,7 +208,20 @@ def main(argv: list[str] | None = None) -> dict:
     size = size if isinstance(size, int) else tuple(size)
     n_frames = a.frames or window
     fps = float(a.fps or spec.get("fps") or 30.0)
-    requested = [float(e) for e in a.ef for _ in range(a.n_per_ef)]
+    items = item_ids = None
+    if a.diadm:
+        item_ids, items = diadm_items(model, a.item_features)
+        n_clips = a.n_clips or len(items)
+        item_idx = [i % len(items) for i in range(n_clips)]
+        efs_in = [float(e) for e in a.ef] if a.ef else None
+        requested = (
+            [efs_in[i % len(efs_in)] for i in range(n_clips)]
+            if efs_in
+            else [float("nan")] * n_clips
+        )
+    else:
+        requested = [float(e) for e in (a.ef or DEFAULT_EF) for _ in range(a.n_per_ef)]
+    has_ef = all(math.isfinite(e) for e in requested)
     refs = load_references(a.reference, size, model.hparams.in_channels) if a.reference else None
     out_dir = Path(a.out_dir)
 
@@ -190,13 +242,16 @@ def main(argv: list[str] | None = None) -> dict:
         if refs is not None:
             ref = refs[torch.arange(i0, i0 + len(efs)) % len(refs)]
         kw = dict(
-            ef=efs,
+            n=len(efs),
+            ef=efs if has_ef else None,
             reference=ref,
             steps=a.steps,
             guidance_scale=a.guidance,
             sampler=a.sampler,
             seed=a.seed + i0,
         )
+        if items is not None:
+            kw["feature"] = items[item_idx[i0 : i0 + len(efs)]]
         if n_frames > window:
             v = model.generate_long(n_frames, stride=a.stride, **kw)
         else:
@@ -210,15 +265,21 @@ def main(argv: list[str] | None = None) -> dict:
         from seqnrl.data.synthetic_echo import estimate_ef
 
         measured = [estimate_ef(v) for v in videos_t]
-    files = []
-    for i, (v, ef) in enumerate(zip(videos_t, requested)):
-        path = out_dir / f"clip_{i:03d}_ef{ef:.0f}.mp4"
+    files, titles = [], []
+    for i, (v, ef, m) in enumerate(zip(videos_t, requested, measured)):
+        name = f"clip_{i:03d}"
+        title = ""
+        if items is not None:
+            name += f"_item{item_idx[i]:03d}"
+            title = f"item {item_idx[i]} "
+        if has_ef:
+            name += f"_ef{ef:.0f}"
+            title += f"EF {ef:.0f}"
+        title += "" if math.isnan(m) else f" / {m:.0f}"
+        path = out_dir / f"{name}.mp4"
         write_video(path, v, fps)
         files.append(str(path))
-    titles = [
-        f"EF {r:.0f}" + ("" if math.isnan(m) else f" / {m:.0f}")
-        for r, m in zip(requested, measured)
-    ]
+        titles.append(title.strip())
     save_grid(out_dir / "grid.png", videos_t, titles)
     report = {
         "checkpoint": str(a.ckpt),
@@ -230,13 +291,21 @@ def main(argv: list[str] | None = None) -> dict:
         "guidance_scale": a.guidance if a.guidance is not None else model.hparams.guidance_scale,
         "requested_ef": requested,
         "measured_ef": measured,
-        "fidelity": condition_fidelity(requested, measured) if not a.no_measure else None,
+        "fidelity": condition_fidelity(requested, measured)
+        if has_ef and not a.no_measure
+        else None,
         "measure": None
         if a.no_measure
         else "seqnrl.data.synthetic_echo.estimate_ef (frame-based cavity area)",
         "files": files,
         "grid": str(out_dir / "grid.png"),
     }
+    if items is not None:
+        report["diadm"] = {
+            "n_items": len(items),
+            "items_of_clips": [item_ids[j] for j in item_idx],
+            "item_features": a.item_features or "stored in the checkpoint",
+        }
     if fmodel is not None:
         flen = int(fmodel.data_spec.get("clip_len") or window)
         if n_frames < flen:

@@ -24,6 +24,9 @@ key               shape / type            meaning
 ``patient``       ``list[str]``           patient/subject id ("" when unknown)
 ``keypoints``     ``(B, T, K, D)``        optional; NaN where missing
 ``pixel_mask``    ``(B, 1, T, H, W)``     optional per-pixel anomaly mask (0/1)
+``feature``       ``(B, D)`` float32      optional per-clip conditioning feature (e.g. a
+                                          self-supervised embedding; video diffusion's
+                                          ``feature_source="batch"``)
 ================  ======================  ===============================================
 """
 
@@ -50,9 +53,10 @@ SOURCE = "source"
 PATIENT = "patient"
 KEYPOINTS = "keypoints"
 PIXEL_MASK = "pixel_mask"
+FEATURE = "feature"
 
 STRING_KEYS = (VIDEO_ID, SOURCE, PATIENT)
-OPTIONAL_KEYS = (KEYPOINTS, PIXEL_MASK, VIDEO)
+OPTIONAL_KEYS = (KEYPOINTS, PIXEL_MASK, VIDEO, FEATURE)
 
 Sample = dict[str, Any]
 Batch = dict[str, Any]
@@ -75,6 +79,7 @@ def make_sample(
     keypoints: torch.Tensor | None = None,
     pixel_mask: torch.Tensor | None = None,
     start_time: float | None = None,
+    feature: torch.Tensor | None = None,
 ) -> Sample:
     """Build one sample with every contract key filled (unknowns as -1 / NaN / "").
 
@@ -119,6 +124,8 @@ def make_sample(
         s[KEYPOINTS] = keypoints.float()
     if pixel_mask is not None:
         s[PIXEL_MASK] = pixel_mask.float()
+    if feature is not None:
+        s[FEATURE] = torch.as_tensor(feature).float().reshape(-1)
     return s
 
 

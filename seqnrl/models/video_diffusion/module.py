@@ -31,6 +31,23 @@ of training on a shared 2-core CPU, ``scripts/bench/diffusion_pseudo_healthy.py 
 the machine's load), validation micro 0.557 vs 0.350. Set ``prediction_type="epsilon"``
 to use the other.
 
+Diversity-aware generation (``feature_cond_dim > 0``; the DiADM idea of Dombrowski et al.,
+CVPR 2025, "Image generation diversity issues and how to tame them"): the denoiser is also
+conditioned on one self-supervised feature vector per clip, dropped with probability
+``p_drop_feature`` in training (learned null embedding, so the same network is the
+unconditional model). Features come from the batch (``feature_source="batch"``: key
+``feature`` ``(B, feature_cond_dim)`` of the batch contract, e.g. normative-encoder
+embeddings added by the data pipeline) or from the built-in fallback
+(``feature_source="pixel_pca"``: :class:`~seqnrl.models.video_diffusion.features.PixelPCAFeatures`,
+frames pooled to ``feature_pool`` squared, temporal mean and std, whitened PCA fitted on up to
+``feature_fit_batches`` training batches at the start of fitting; its buffers travel in the
+checkpoint). The mean feature of every training video (by ``video_id``) is collected during
+training and saved in the checkpoint; :meth:`VideoDiffusionModel.sample_diverse` steps
+through these training items (item ``i mod N`` -> sample ``i``) with guidance
+``uncond + w * (cond(item) - uncond)``. Plain :meth:`~VideoDiffusionModel.sample` without
+``feature`` is unconditional in the feature. With ``feature_cond_dim=0`` (default) nothing
+is added: parameters, buffers and behaviour are those of the model without this option.
+
 Latent mode (``latent=True``): a per-frame conv autoencoder
 (:class:`~seqnrl.models.video_diffusion.latent.FrameLatentAutoEncoder`) is trained jointly
 (its reconstruction loss always; the diffusion loss on detached latents after
@@ -52,11 +69,15 @@ import torch.nn.functional as F
 from einops import reduce
 
 from seqnrl import batch as B
+from seqnrl.errors import ConfigError
 from seqnrl.models.base import NormativeModule
 from seqnrl.models.video_diffusion import sampling as S
+from seqnrl.models.video_diffusion.features import PixelPCAFeatures
 from seqnrl.models.video_diffusion.latent import FrameLatentAutoEncoder
 from seqnrl.models.video_diffusion.net import VideoDiffusionNet
 from seqnrl.scoring.aggregate import VideoScores, smooth_scores
+
+ITEMS_KEY = "video_diffusion_items"  # checkpoint entry: training-item ids and features
 
 
 def gaussian_blur_video(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -106,6 +127,12 @@ class VideoDiffusionModel(NormativeModule):
             ae_loss_weight: latent mode.
         lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction: see
             :class:`~seqnrl.models.base.NormativeModule`.
+        feature_cond_dim: size of the per-clip feature condition (0 = off, the default).
+        feature_source: ``"pixel_pca"`` (built-in fallback features computed from the clip)
+            or ``"batch"`` (the batch's ``feature`` key).
+        p_drop_feature: classifier-free-guidance dropout probability of the feature.
+        feature_pool: pooled frame size of the ``pixel_pca`` features.
+        feature_fit_batches: training batches used to fit the ``pixel_pca`` features.
     """
 
     def __init__(
@@ -153,9 +180,21 @@ class VideoDiffusionModel(NormativeModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        feature_cond_dim: int = 0,
+        feature_source: Literal["pixel_pca", "batch"] = "pixel_pca",
+        p_drop_feature: float = 0.1,
+        feature_pool: int = 8,
+        feature_fit_batches: int = 64,
     ):
         super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
         self.save_hyperparameters()
+        if feature_cond_dim < 0:
+            raise ConfigError(f"feature_cond_dim must be >= 0, got {feature_cond_dim}")
+        if feature_source not in ("pixel_pca", "batch"):
+            raise ConfigError(
+                f"feature_source must be 'pixel_pca' or 'batch', got {feature_source!r}"
+            )
+        feature_kw = {"feature_cond_dim": feature_cond_dim} if feature_cond_dim > 0 else {}
         self.ae = (
             FrameLatentAutoEncoder(in_channels, latent_channels, latent_width, latent_downsample)
             if latent
@@ -175,7 +214,16 @@ class VideoDiffusionModel(NormativeModule):
             dim_head=dim_head,
             dropout=dropout,
             patch_size=patch_size,
+            **feature_kw,
         )
+        self.feature_extractor = (
+            PixelPCAFeatures(in_channels, feature_cond_dim, feature_pool)
+            if feature_cond_dim > 0 and feature_source == "pixel_pca"
+            else None
+        )
+        # training items (video_id -> summed feature, count); saved in the checkpoint
+        self._item_sum: dict[str, torch.Tensor] = {}
+        self._item_count: dict[str, int] = {}
         self.ema = None
         if ema_decay > 0:
             self.ema = copy.deepcopy(self.net).requires_grad_(False)
@@ -228,6 +276,131 @@ class VideoDiffusionModel(NormativeModule):
     def model_channels(self) -> int:
         return self.net.channels
 
+    # -- feature conditioning (DiADM) -----------------------------------------------------
+    @property
+    def feature_conditioned(self) -> bool:
+        return int(self.hparams.get("feature_cond_dim", 0) or 0) > 0
+
+    def clip_features(self, video: torch.Tensor) -> torch.Tensor:
+        """Built-in features ``(B, feature_cond_dim)`` of clips ``(B, C, T, H, W)`` in [0, 1]
+        (``feature_source="pixel_pca"`` only; fitted at the start of training or by
+        :meth:`fit_feature_extractor`)."""
+        if self.feature_extractor is None:
+            raise ConfigError(
+                "clip_features needs feature_cond_dim > 0 and feature_source='pixel_pca' "
+                f"(got feature_cond_dim={self.hparams.get('feature_cond_dim', 0)}, "
+                f"feature_source={self.hparams.get('feature_source')!r})"
+            )
+        return self.feature_extractor(video.to(self.device, torch.float32))
+
+    @torch.no_grad()
+    def fit_feature_extractor(self, videos: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """Fit the ``pixel_pca`` features on training clips (a tensor or a list of batches)."""
+        if self.feature_extractor is None:
+            raise ConfigError("fit_feature_extractor needs feature_source='pixel_pca'")
+        self.feature_extractor.fit(videos if isinstance(videos, torch.Tensor) else list(videos))
+
+    def batch_features(self, batch: B.Batch) -> torch.Tensor | None:
+        """The per-clip condition ``(B, D)`` of a batch, or ``None`` when conditioning is off."""
+        if not self.feature_conditioned:
+            return None
+        if self.hparams.feature_source == "batch":
+            if B.FEATURE not in batch:
+                raise ConfigError(
+                    f"feature_source='batch' needs the batch key {B.FEATURE!r} "
+                    f"((B, {self.hparams.feature_cond_dim}) float) from the data pipeline"
+                )
+            return batch[B.FEATURE].to(self.device, torch.float32)
+        return self.clip_features(batch[B.VIDEO]).detach()
+
+    def _collect_items(self, batch: B.Batch, feature: torch.Tensor) -> None:
+        ids = batch.get(B.VIDEO_ID)
+        if ids is None:
+            return
+        f = feature.detach().float().cpu()
+        for vid, row in zip(ids, f):
+            if vid in self._item_sum:
+                self._item_sum[vid] += row
+                self._item_count[vid] += 1
+            else:
+                self._item_sum[vid] = row.clone()
+                self._item_count[vid] = 1
+
+    def item_features(self) -> tuple[list[str], torch.Tensor]:
+        """The training items seen so far: their ``video_id`` (sorted) and mean feature
+        ``(N, feature_cond_dim)``."""
+        ids = sorted(self._item_sum)
+        d = int(self.hparams.get("feature_cond_dim", 0) or 0)
+        if not ids:
+            return [], torch.zeros(0, d)
+        return ids, torch.stack([self._item_sum[i] / self._item_count[i] for i in ids])
+
+    def set_item_features(self, ids: Sequence[str], features: torch.Tensor) -> None:
+        """Replace the training-item features (e.g. with ones computed elsewhere)."""
+        features = torch.as_tensor(features, dtype=torch.float32).cpu()
+        if features.ndim != 2 or len(ids) != features.shape[0]:
+            raise ValueError(
+                f"need one (D,) feature per id, got {len(ids)} ids, {tuple(features.shape)}"
+            )
+        self._item_sum = {str(i): f.clone() for i, f in zip(ids, features)}
+        self._item_count = dict.fromkeys(self._item_sum, 1)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        fx = self.feature_extractor
+        if fx is None or bool(fx.fitted):
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            raise ConfigError(
+                "pixel_pca features are fitted on the data module's training clips: fit with a "
+                "datamodule, or call fit_feature_extractor(videos) before training"
+            )
+        clips = []
+        with torch.no_grad():
+            for i, batch in enumerate(dm.train_dataloader()):
+                if i >= int(self.hparams.feature_fit_batches):
+                    break
+                clips.append(batch[B.VIDEO])
+        fx.fit(clips)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.feature_conditioned:
+            ids, feats = self.item_features()
+            checkpoint[ITEMS_KEY] = {"ids": ids, "features": feats}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        items = checkpoint.get(ITEMS_KEY)
+        if items and len(items.get("ids", [])):
+            self.set_item_features(items["ids"], items["features"])
+
+    @staticmethod
+    def _n_clips(n, ef, reference, feature) -> int:
+        """Batch size from ``n``, else from the first condition given, else 1."""
+        if n:
+            return int(n)
+        if ef is not None:
+            return len(torch.as_tensor(ef).reshape(-1))
+        if reference is not None:
+            return int(reference.shape[0])
+        if feature is not None and torch.as_tensor(feature).ndim == 2:
+            return int(torch.as_tensor(feature).shape[0])
+        return 1
+
+    def _feature_tensor(self, feature, b: int) -> torch.Tensor | None:
+        if feature is None:
+            return None
+        if not self.feature_conditioned:
+            raise ConfigError("a feature condition was given but the model has feature_cond_dim=0")
+        f = torch.as_tensor(feature, dtype=torch.float32).to(self.device)
+        if f.ndim == 1:
+            f = f.unsqueeze(0).expand(b, -1)
+        if f.shape[0] != b:
+            raise ValueError(f"feature has {f.shape[0]} rows for {b} clips")
+        return f
+
     # -- training -------------------------------------------------------------------------
     def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:
         video = batch[B.VIDEO]
@@ -247,6 +420,9 @@ class VideoDiffusionModel(NormativeModule):
         ef = batch.get(B.EF)
         ef = self.normalise_ef(ef, b) if ef is not None else None
         ref = x0[:, :, 0] if self.hparams.condition_on_reference else None
+        feature = self.batch_features(batch)
+        if feature is not None and self.training:
+            self._collect_items(batch, feature)
         n_t = self.train_scheduler.config.num_train_timesteps
         t = torch.randint(0, n_t, (b,), generator=gen).to(self.device)
         noise = (
@@ -258,7 +434,13 @@ class VideoDiffusionModel(NormativeModule):
             drop_ref = torch.rand(b, device=self.device) < self.hparams.p_drop_reference
         else:
             drop_ef = drop_ref = None
-        out = self.net(x_t, t, ef=ef, ref=ref, drop_ef=drop_ef, drop_ref=drop_ref)
+        kw = {}
+        if feature is not None:
+            drop_f = None
+            if self.training:
+                drop_f = torch.rand(b, device=self.device) < self.hparams.p_drop_feature
+            kw = {"feature": feature, "drop_feature": drop_f}
+        out = self.net(x_t, t, ef=ef, ref=ref, drop_ef=drop_ef, drop_ref=drop_ref, **kw)
         target = S.training_target(self.train_scheduler, x0, noise, t)
         terms["diffusion"] = F.mse_loss(out, target)
         loss = terms["diffusion"]
@@ -288,9 +470,11 @@ class VideoDiffusionModel(NormativeModule):
         self.update_ema()
 
     # -- generation -----------------------------------------------------------------------
-    def _denoiser(self, ef, ref, guidance_scale: float | None) -> S.Denoiser:
+    def _denoiser(self, ef, ref, guidance_scale: float | None, feature=None) -> S.Denoiser:
         g = self.hparams.guidance_scale if guidance_scale is None else guidance_scale
-        return S.guided_denoiser(self.denoiser_net, ef=ef, ref=ref, guidance_scale=g)
+        return S.guided_denoiser(
+            self.denoiser_net, ef=ef, ref=ref, guidance_scale=g, feature=feature
+        )
 
     def _ref_model_space(self, reference: torch.Tensor | None) -> torch.Tensor | None:
         """Reference frames ``(B, C, H, W)`` in [0, 1] -> model space ``(B, C', h, w)``."""
@@ -312,19 +496,23 @@ class VideoDiffusionModel(NormativeModule):
         sampler: Literal["ddim", "ddpm"] = "ddim",
         seed: int | None = 0,
         generator: torch.Generator | None = None,
+        feature: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Generate clips ``(B, C, T, H, W)`` in [0, 1].
 
         ``ef`` in % (one per clip, or one for all), ``reference`` frames ``(B, C, H, W)`` in
-        [0, 1]; ``B`` from ``n`` or the conditions. ``seed`` seeds a CPU generator unless
-        ``generator`` is given.
+        [0, 1], ``feature`` ``(B, D)`` or ``(D,)`` (models with ``feature_cond_dim > 0``;
+        without it they sample unconditionally in the feature); ``B`` from ``n`` or the
+        conditions. ``seed`` seeds a CPU generator unless ``generator`` is given.
         """
-        b = n or (len(torch.as_tensor(ef).reshape(-1)) if ef is not None else None)
-        b = b or (reference.shape[0] if reference is not None else 1)
+        b = self._n_clips(n, ef, reference, feature)
         t, h, w = self._shape(n_frames, image_size)
         gen = generator or (torch.Generator().manual_seed(int(seed)) if seed is not None else None)
         den = self._denoiser(
-            self.normalise_ef(ef, b), self._ref_model_space(reference), guidance_scale
+            self.normalise_ef(ef, b),
+            self._ref_model_space(reference),
+            guidance_scale,
+            self._feature_tensor(feature, b),
         )
         sched = S.make_scheduler(sampler, self.sched_config)
         steps = steps or (self.hparams.sample_steps if sampler == "ddim" else 100)
@@ -348,18 +536,22 @@ class VideoDiffusionModel(NormativeModule):
         sampler: Literal["ddim", "ddpm"] = "ddim",
         seed: int | None = 0,
         blend: bool = True,
+        feature: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """A clip of ``n_frames`` (any length) from overlapping windows of ``window`` frames
         (default the training clip length) every ``stride`` (default ``window // 2``), each
         conditioned on the previous window's last frames (see
-        :func:`~seqnrl.models.video_diffusion.sampling.generate_long`)."""
-        b = n or (len(torch.as_tensor(ef).reshape(-1)) if ef is not None else None)
-        b = b or (reference.shape[0] if reference is not None else 1)
+        :func:`~seqnrl.models.video_diffusion.sampling.generate_long`). ``feature`` as in
+        :meth:`sample`."""
+        b = self._n_clips(n, ef, reference, feature)
         t, h, w = self._shape(window, image_size)
         stride = stride or max(1, t // 2)
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         den = self._denoiser(
-            self.normalise_ef(ef, b), self._ref_model_space(reference), guidance_scale
+            self.normalise_ef(ef, b),
+            self._ref_model_space(reference),
+            guidance_scale,
+            self._feature_tensor(feature, b),
         )
         sched = S.make_scheduler(sampler, self.sched_config)
         steps = steps or (self.hparams.sample_steps if sampler == "ddim" else 100)
@@ -368,6 +560,57 @@ class VideoDiffusionModel(NormativeModule):
             generator=gen, blend=blend, device=self.device,
         )  # fmt: skip
         return self.from_model_space(x)
+
+    @torch.no_grad()
+    def sample_diverse(
+        self,
+        n: int | None = None,
+        features: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+        n_frames: int | None = None,
+        image_size: int | None = None,
+        steps: int | None = None,
+        sampler: Literal["ddim", "ddpm"] = "ddim",
+        seed: int = 0,
+        batch_size: int = 16,
+    ) -> torch.Tensor:
+        """Diversity-aware sampling (DiADM): sample ``i`` is conditioned on training item
+        ``i mod N``'s feature, with guidance ``uncond + w * (cond - uncond)`` against the
+        unconditional prediction (null feature, and no EF/reference condition).
+
+        ``features`` ``(N, D)`` default to the training items collected during training
+        (:meth:`item_features`); ``n`` defaults to ``N``. The starting noise of all ``n``
+        clips is drawn at once from a generator seeded with ``seed``, so DDIM results do
+        not depend on ``batch_size``. Returns ``(n, C, T, H, W)`` in [0, 1].
+        """
+        if not self.feature_conditioned:
+            raise ConfigError("sample_diverse needs a model trained with feature_cond_dim > 0")
+        if features is None:
+            features = self.item_features()[1]
+        features = torch.as_tensor(features, dtype=torch.float32)
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise ConfigError(
+                "no training-item features: train the model first (they are collected during "
+                "training and saved in the checkpoint) or pass features=(N, D)"
+            )
+        n = int(n or features.shape[0])
+        idx = torch.arange(n) % features.shape[0]
+        t, h, w = self._shape(n_frames, image_size)
+        gen = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn((n, self.model_channels, t, h, w), generator=gen)
+        sched = S.make_scheduler(sampler, self.sched_config)
+        steps = steps or (self.hparams.sample_steps if sampler == "ddim" else 100)
+        out = []
+        for a in range(0, n, max(1, int(batch_size))):
+            sl = slice(a, min(n, a + int(batch_size)))
+            f = self._feature_tensor(features[idx[sl]], len(idx[sl]))
+            den = self._denoiser(None, None, guidance_scale, f)
+            x = S.sample(
+                den, tuple(noise[sl].shape), sched, steps,
+                generator=gen, noise=noise[sl], device=self.device,
+            )  # fmt: skip
+            out.append(self.from_model_space(x))
+        return torch.cat(out)
 
     # -- pseudo-healthy reconstruction ----------------------------------------------------
     def _level_noise(self, shape: tuple[int, ...], seed: int | None) -> list[torch.Tensor]:

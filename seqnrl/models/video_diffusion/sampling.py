@@ -103,22 +103,29 @@ def guided_denoiser(
     ef: torch.Tensor | None = None,
     ref: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
+    feature: torch.Tensor | None = None,
 ) -> Denoiser:
-    """Wrap ``net(x_t, t, ef=, ref=, drop_ef=, drop_ref=)`` with fixed conditions.
+    """Wrap ``net(x_t, t, ef=, ref=, drop_ef=, drop_ref=[, feature=, drop_feature=])`` with
+    fixed conditions.
 
     ``guidance_scale`` ``w``: classifier-free guidance ``uncond + w * (cond - uncond)``; the
-    unconditional branch drops every condition (null EF embedding, no reference frame).
-    ``w = 1`` (or no condition given) costs one network call per step, otherwise two (batched).
+    unconditional branch drops every condition (null EF and feature embeddings, no
+    reference frame). ``w = 1`` (or no condition given) costs one network call per step,
+    otherwise two (batched). ``feature`` ``(B, D)`` is only passed to the network when given.
     """
-    has_cond = ef is not None or ref is not None
+    has_cond = ef is not None or ref is not None or feature is not None
 
     def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         if not has_cond or guidance_scale == 1.0:
-            return net(x, t, ef=ef, ref=ref)
+            kw = {} if feature is None else {"feature": feature}
+            return net(x, t, ef=ef, ref=ref, **kw)
         drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(
             x.device
         )
+        kw = {}
+        if feature is not None:
+            kw = {"feature": torch.cat([feature, feature]), "drop_feature": drop}
         out = net(
             torch.cat([x, x]),
             torch.cat([t, t]),
@@ -126,6 +133,7 @@ def guided_denoiser(
             ref=None if ref is None else torch.cat([ref, ref]),
             drop_ef=drop,
             drop_ref=drop,
+            **kw,
         )
         cond, uncond = out.chunk(2)
         return uncond + guidance_scale * (cond - uncond)
