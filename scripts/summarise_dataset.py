@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -135,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         emb = embed_collection(items, encoder, max_frames=cfg.max_frames, motion_weight=cfg.motion_weight,
                                progress=not args.no_progress)
         picks = summarise_embedding(emb, cfg)
-        extra = {"root": args.root, "checkpoint": args.ckpt, "data_config": args.data}
+        command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+        extra = {"root": args.root, "checkpoint": args.ckpt, "data_config": args.data, "command": command}
         res = write_outputs(Path(args.out), emb, picks, cfg, problems, extra)
         if args.evaluate:
             target = [_target(v.item, args.target_column, args.evaluate) for v in emb.videos]
             ev = evaluate_collection(emb, target, cfg, args.out, task=args.evaluate, model=args.eval_model,
-                                     seeds=range(args.eval_seeds), n_folds=args.eval_folds)
+                                     seeds=range(args.eval_seeds), n_folds=args.eval_folds,
+                                     extra={"command": command})
             print(Path(args.out, "evaluation.md").read_text(), file=sys.stderr)
             res["evaluation"] = ev
     except SeqNRLError as e:

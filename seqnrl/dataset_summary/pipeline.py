@@ -277,10 +277,12 @@ def evaluate_collection(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     n_folds: int = 4,
     strata: Sequence[str] | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Summary vs k-center vs random vs all (:func:`.evaluate.compare_subsets`) on this
     embedding, grouped by patient; items with a non-finite or negative (unknown) target are
-    left out. Writes ``evaluation.json`` and ``evaluation.md`` into ``out`` when given."""
+    left out. Writes ``evaluation.json`` and ``evaluation.md`` into ``out`` when given;
+    ``extra`` (e.g. the command line) is recorded in its config."""
     from seqnrl.dataset_summary.evaluate import EvalConfig, compare_subsets, format_results
 
     y = np.asarray(target, dtype=np.float64)
@@ -289,7 +291,7 @@ def evaluate_collection(
         budget=cfg.budget, per_class=cfg.per_class, task=task,
         model=model or ("logreg" if task == "classification" else "ridge"), n_folds=n_folds, seeds=tuple(seeds),
         k=cfg.k, community_method=cfg.community_method, centrality=cfg.centrality,
-        extra={"features": emb.info.get("description", ""), "n_left_out": int((~keep).sum())},
+        extra={"features": emb.info.get("description", ""), "n_left_out": int((~keep).sum()), **(extra or {})},
     )
     st = None if strata is None else np.asarray(strata)[keep]
     res = compare_subsets(emb.X[keep], y[keep], np.asarray(emb.patients)[keep], st, ecfg)
