@@ -8,7 +8,9 @@ checkpoint or arguments).
 Model and data are chosen by class path (``--model``, ``--data`` or YAML files in
 ``configs/``); with neither given, the baseline normative model trains on synthetic echo.
 Every run records its seed, the git commit of the code and the resolved config in each
-logger (CSV ``hparams.yaml``, W&B run config) beside Lightning's ``config.yaml``.
+logger (CSV ``hparams.yaml``, W&B run config) beside Lightning's ``config.yaml``; W&B runs
+also get score timelines and example / generated clips
+(:class:`seqnrl.callbacks.wandb_media.WandbMediaCallback`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from seqnrl.callbacks.wandb_media import WandbMediaCallback
 from seqnrl.tracking import git_commit
 
 DEFAULT_MODEL = "seqnrl.models.baseline.module.FrameAutoEncoderModel"
@@ -60,6 +63,7 @@ def build_cli(args: list[str] | None = None) -> SeqNRLCLI:
         seed_everything_default=0,
         save_config_callback=RunMetadataCallback,
         save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [WandbMediaCallback()]},
         args=args,
     )
 
