@@ -19,7 +19,7 @@ frame AUROC and pooled AP of
 
 beside two references: the top-1 % absolute frame difference (smoothed, sigma 2) and the
 baseline per-frame auto-encoder. All scores are global (no per-video normalisation). Prints
-a table and writes JSON (default ``bench_out/st_objectives.json``).
+a table and writes JSON with ``command`` and ``table`` (default ``bench_out/st_objectives.json``).
 
     python scripts/bench/st_objectives.py                          # the defaults
     python scripts/bench/st_objectives.py --epochs 2 --n-train 8   # a quick look
@@ -28,7 +28,6 @@ a table and writes JSON (default ``bench_out/st_objectives.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -43,6 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from data_modules.synthetic import SyntheticEchoDataModule  # noqa: E402
+from scripts.bench._common import save  # noqa: E402
 from seqnrl import batch as B  # noqa: E402
 from seqnrl.metrics.anomaly import frame_metrics  # noqa: E402
 from seqnrl.models.baseline.module import FrameAutoEncoderModel  # noqa: E402
@@ -285,9 +285,9 @@ def main(argv=None) -> dict:
         f"total {out['total_seconds']:.0f} s; frame AUROC micro = all test frames pooled, "
         "macro = mean over test videos with both classes; global scores (no per-video normalisation)"
     )
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2))
-    print(f"wrote {a.out}")
+    out["title"] = "Synthetic echo: ST transformer objectives and score components (frame AUROC, test videos)"
+    out["table"] = rows
+    save(a.out.stem, out, a.out.parent)
     return out
 
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from einops import rearrange, repeat
 from torch import nn
 
 
+def to_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """Frame size ``(H, W)`` of an ``int`` (square) or an ``(H, W)`` pair."""
+    if isinstance(size, int):
+        return size, size
+    hw = tuple(int(v) for v in size)
+    if len(hw) != 2:
+        raise ValueError(f"image size must be an int or (H, W), got {size!r}")
+    return hw[0], hw[1]
+
+
 class TubeletEmbed(nn.Module):
     """Non-overlapping ``tubelet_size x patch_size x patch_size`` tubelets of a video
     ``(B, C, T, H, W)`` to tokens ``(B, T', N, D)`` with ``T' = T / tubelet_size`` and
-    ``N = (H / patch_size) * (W / patch_size)``."""
+    ``N = (H / patch_size) * (W / patch_size)`` (frames need not be square)."""
 
     def __init__(self, in_channels: int, dim: int, patch_size: int = 8, tubelet_size: int = 1):
         super().__init__()
@@ -21,7 +33,7 @@ class TubeletEmbed(nn.Module):
     def grid(self, h: int, w: int) -> tuple[int, int]:
         p = self.patch_size
         if h % p or w % p:
-            raise ValueError(f"frame size {h}x{w} is not divisible by patch_size {p}")
+            raise ValueError(f"frame size {h}x{w} (HxW) is not divisible by patch_size {p}")
         return h // p, w // p
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:

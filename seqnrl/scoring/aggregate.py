@@ -36,11 +36,15 @@ class FrameScoreAccumulator:
     """Collect window scores ``(B, T)`` with their frame indices and average them per frame.
 
     Frames with index -1 (padding) are ignored. ``extra`` per-frame signals (e.g. the ED/ES
-    regression output) are averaged the same way.
+    regression output) are averaged the same way. Non-finite contributions (NaN/inf, e.g. a
+    signal a window could not compute) are skipped per signal: a frame's value is the mean of
+    its finite contributions and NaN only when it has none; ``counts`` stays the number of
+    windows that covered the frame.
     """
 
     def __init__(self) -> None:
         self._sum: dict[str, dict[str, np.ndarray]] = {}
+        self._n: dict[str, dict[str, np.ndarray]] = {}  # finite contributions per signal
         self._cnt: dict[str, np.ndarray] = {}
         self._lab: dict[str, np.ndarray] = {}
         self._meta: dict[str, dict] = {}
@@ -53,15 +57,18 @@ class FrameScoreAccumulator:
             self._cnt[vid] = np.zeros(n)
             self._lab[vid] = np.full(n, -1, dtype=np.int64)
             self._sum[vid] = {}
+            self._n[vid] = {}
         cur = len(self._cnt[vid])
         if n > cur:
             self._cnt[vid] = np.pad(self._cnt[vid], (0, n - cur))
             self._lab[vid] = np.pad(self._lab[vid], (0, n - cur), constant_values=-1)
             for k in self._sum[vid]:
                 self._sum[vid][k] = np.pad(self._sum[vid][k], (0, n - cur))
+                self._n[vid][k] = np.pad(self._n[vid][k], (0, n - cur))
         for k in keys:
             if k not in self._sum[vid]:
                 self._sum[vid][k] = np.zeros(len(self._cnt[vid]))
+                self._n[vid][k] = np.zeros(len(self._cnt[vid]))
 
     def add(
         self,
@@ -89,7 +96,10 @@ class FrameScoreAccumulator:
             self._grow(vid, max(n, int(idx.max()) + 1), sig.keys())
             np.add.at(self._cnt[vid], idx, 1)
             for k, v in sig.items():
-                np.add.at(self._sum[vid][k], idx, v[b][valid])
+                val = v[b][valid]
+                ok = np.isfinite(val)
+                np.add.at(self._sum[vid][k], idx[ok], val[ok])
+                np.add.at(self._n[vid][k], idx[ok], 1)
             if lab is not None:
                 self._lab[vid][idx] = lab[b][valid]
             meta = self._meta.setdefault(vid, {})
@@ -103,8 +113,9 @@ class FrameScoreAccumulator:
     def results(self) -> dict[str, VideoScores]:
         out = {}
         for vid, cnt in self._cnt.items():
+            n = self._n[vid]
             with np.errstate(invalid="ignore", divide="ignore"):
-                avg = {k: np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan) for k, s in self._sum[vid].items()}
+                avg = {k: np.where(n[k] > 0, s / np.maximum(n[k], 1), np.nan) for k, s in self._sum[vid].items()}
             m = self._meta.get(vid, {})
             out[vid] = VideoScores(
                 video_id=vid,
@@ -119,7 +130,7 @@ class FrameScoreAccumulator:
         return out
 
     def state(self) -> dict:
-        return {"sum": self._sum, "cnt": self._cnt, "lab": self._lab, "meta": self._meta}
+        return {"sum": self._sum, "n": self._n, "cnt": self._cnt, "lab": self._lab, "meta": self._meta}
 
     def merge_state(self, st: dict) -> None:
         """Merge another accumulator's :meth:`state` (e.g. gathered from another process)."""
@@ -129,6 +140,7 @@ class FrameScoreAccumulator:
             self._cnt[vid][:n] += cnt
             for k, s in st["sum"][vid].items():
                 self._sum[vid][k][:n] += s
+                self._n[vid][k][:n] += st["n"][vid][k] if "n" in st else cnt
             lab = st["lab"][vid]
             known = lab >= 0
             self._lab[vid][:n][known] = lab[known]

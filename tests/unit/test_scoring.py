@@ -43,6 +43,28 @@ def test_merge_state_equals_single_accumulator():
     assert a.results()["v"].scores[2] == pytest.approx(4.0)
 
 
+def test_nan_contributions_are_skipped_per_signal():
+    """A window that could not compute a signal (NaN) does not poison the frames it covers:
+    each frame averages its finite contributions; NaN only where there are none."""
+    nan = float("nan")
+    acc, other = FrameScoreAccumulator(), FrameScoreAccumulator()
+    acc.add(["v"], torch.tensor([[0, 1, 2]]), torch.tensor([[1.0, nan, 3.0]]),
+            extra={"e": torch.tensor([[nan, nan, nan]])})  # fmt: skip
+    acc.add(["v"], torch.tensor([[1, 2, 3]]), torch.tensor([[4.0, 5.0, nan]]),
+            extra={"e": torch.tensor([[2.0, float("inf"), 6.0]])})  # fmt: skip
+    r = acc.results()["v"]
+    np.testing.assert_allclose(r.scores[:3], [1.0, 4.0, 4.0])
+    assert np.isnan(r.scores[3])
+    assert r.counts.tolist() == [1, 2, 2, 1]  # windows covering each frame
+    assert np.isnan(r.extra["e"][0]) and np.isnan(r.extra["e"][2])
+    np.testing.assert_allclose(r.extra["e"][[1, 3]], [2.0, 6.0])
+    # merging per-process states keeps the per-signal counts
+    other.add(["v"], torch.tensor([[2]]), torch.tensor([[7.0]]), extra={"e": torch.tensor([[nan]])})
+    acc.merge_state(other.state())
+    r = acc.results()["v"]
+    assert r.scores[2] == pytest.approx((3.0 + 5.0 + 7.0) / 3) and np.isnan(r.extra["e"][2])
+
+
 def test_calibrator_cdf_pvalue_threshold_and_state_dict(tmp_path):
     rng = np.random.default_rng(0)
     normal = rng.normal(40, 3, size=5000)

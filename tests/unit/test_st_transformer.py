@@ -62,6 +62,69 @@ def test_shapes_through_every_path(backbone, objective):
     assert net.edes(full).shape == (2, 16)
 
 
+@pytest.mark.parametrize("backbone,objective", COMBOS)
+def test_non_square_frames(backbone, objective):
+    """``image_size=(H, W)`` (e.g. Ped2's 3:2 frames at 64x96): tubelet grid, 2-D positions,
+    reconstruction/prediction heads and the frame CNN all follow (H, W); a transposed frame
+    with the same number of patches is refused instead of being scored with scrambled
+    positions."""
+    torch.manual_seed(0)
+    h, w = 32, 48
+    net = STTransformerNet(
+        backbone=backbone, objective=objective, pos_encoding="sinusoidal",
+        **{**NET, "image_size": (h, w), "max_frames": 8},
+    )  # fmt: skip
+    assert net.backbone.grid == (4, 6) and net.n_patches == 24
+    v = torch.rand(2, 1, 8, h, w)
+    n_tok = 24 if backbone == "factorised" else 1
+    if objective == "masked":
+        mask = net.eval_mask_set[:1].expand(2, -1)
+        rec, tok = net(v, mask)
+        assert tok.shape[:3] == (2, 8, 6 if backbone == "factorised" else 1)  # visible only
+        pm = net.pixel_mask(mask, 8)
+        assert pm.shape == (2, 1, 8, h, w) and float(pm.mean()) == pytest.approx(18 / 24)
+    else:
+        rec, tok = net(v)
+        assert tok.shape == (2, 8, n_tok, 32)
+    assert rec.shape == v.shape
+    err, full = net.analyse(v, pool=4)
+    assert err.shape == v.shape and full.shape == (2, 8, n_tok, 32)
+    assert net.edes(full).shape == (2, 8) and net.ef(full).shape == (2,)
+    with pytest.raises(ValueError, match="48x32"):
+        net.analyse(torch.rand(1, 1, 8, w, h))
+    with pytest.raises(ValueError, match="divisible"):
+        STTransformerNet(backbone=backbone, **{**NET, "image_size": (32, 44)})
+
+
+def test_non_square_blocks_and_model():
+    from seqnrl.nn.frame_cnn import FrameDecoder, FrameEncoder
+    from seqnrl.nn.posenc import SpaceTimePosition, sinusoidal_2d
+    from seqnrl.nn.tubelet import TubeletEmbed, patchify, unpatchify
+
+    v = torch.rand(2, 1, 4, 16, 40)
+    tok = TubeletEmbed(1, 12, patch_size=8)(v)
+    assert tok.shape == (2, 4, 2 * 5, 12)
+    assert torch.equal(unpatchify(patchify(v, 8), 8, 1, (2, 5), 1), v)
+    tab = sinusoidal_2d(2, 5, 8)  # rows vary in the first half, columns in the second
+    assert tab.shape == (10, 8)
+    assert torch.equal(tab[0, :4], tab[4, :4]) and not torch.equal(tab[0, 4:], tab[4, 4:])
+    assert torch.equal(tab[0, 4:], tab[5, 4:]) and not torch.equal(tab[0, :4], tab[5, :4])
+    assert SpaceTimePosition((2, 5), 4, 12, "sinusoidal")(tok).shape == tok.shape
+    enc = FrameEncoder(1, image_size=(16, 40), width=8, depth=3, dim=24)
+    dec = FrameDecoder(1, image_size=(16, 40), width=8, depth=3, dim=24)
+    assert enc.bottleneck == (2, 5)
+    assert dec(enc(v)).shape == v.shape
+    # the Lightning module: hparams keep a YAML-safe [H, W]; scoring works end to end
+    m = tiny_model(image_size=(32, 48), clip_len=8, bank_size=32).eval()
+    assert m.hparams.image_size == [32, 48]
+    batch = {"video": torch.rand(2, 1, 8, 32, 48), "video_id": ["a", "b"]}
+    m._remember(batch)
+    m.refresh_bank()
+    with torch.no_grad():
+        out = m.score_frames(batch)
+    assert out["score"].shape == (2, 8) and torch.isfinite(out["score"]).all()
+
+
 def test_tubelets_of_two_frames():
     torch.manual_seed(0)
     for obj in ("masked", "future"):

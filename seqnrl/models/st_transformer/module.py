@@ -54,7 +54,8 @@ class STTransformerModel(NormativeModule):
 
     Args:
         in_channels: video channels.
-        image_size: square frame size the position tables are made for.
+        image_size: frame size the patch grid and position tables are made for: ``int``
+            (square) or ``[H, W]`` (e.g. ``[64, 96]`` for UCSD Ped2's 240x360 frames).
         clip_len: frames per clip (longest sequence of the time position table).
         backbone: ``factorised`` (tubelets, divided space-time attention) or ``frame_cnn``
             (per-frame CNN + temporal transformer, the Ultrasound Video Transformer design).
@@ -102,7 +103,7 @@ class STTransformerModel(NormativeModule):
     def __init__(
         self,
         in_channels: int = 1,
-        image_size: int = 64,
+        image_size: int | tuple[int, int] = 64,
         clip_len: int = 16,
         backbone: Backbone = "factorised",
         objective: Objective = "masked",
@@ -141,6 +142,8 @@ class STTransformerModel(NormativeModule):
         video_top_fraction: float = 0.1,
     ):
         super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
+        if not isinstance(image_size, int):  # a plain [H, W] list in hparams (YAML-safe)
+            image_size = [int(v) for v in image_size]
         self.save_hyperparameters()
         if not 0.0 < error_topk <= 1.0:
             raise ValueError(f"error_topk must be in (0, 1], got {error_topk}")
@@ -315,17 +318,25 @@ class STTransformerModel(NormativeModule):
         return super().training_step(batch, batch_idx)
 
     def on_train_epoch_start(self) -> None:
-        self._reservoir, self._seen = [], 0
+        super().on_train_epoch_start()  # per-epoch reseed of the base class
+        self._seen = 0
 
     def _remember(self, batch: B.Batch) -> None:
-        """Reservoir-sample ``bank_clips`` training clips of the epoch (CPU copies)."""
+        """Reservoir-sample ``bank_clips`` training clips of the epoch (CPU copies of raw
+        clips, embedded with the current weights when the bank is refreshed). The first
+        ``bank_clips`` clips of an epoch overwrite the slots in order, so a complete epoch
+        leaves a uniform sample of that epoch, and an epoch cut short (a time budget) keeps
+        the previous epoch's clips in the slots it did not reach instead of a tiny bank."""
         cap = self.hparams.bank_clips
         video = batch[B.VIDEO].detach().cpu()
         for i, vid in enumerate(batch[B.VIDEO_ID]):
             self._seen += 1
             self._seen_total += 1
-            if len(self._reservoir) < cap:
-                self._reservoir.append((video[i], vid))
+            if self._seen <= cap:
+                if len(self._reservoir) < self._seen:
+                    self._reservoir.append((video[i], vid))
+                else:
+                    self._reservoir[self._seen - 1] = (video[i], vid)
             else:
                 j = int(torch.randint(0, self._seen, (1,), generator=self._res_gen))
                 if j < cap:

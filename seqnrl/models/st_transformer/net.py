@@ -20,6 +20,7 @@ ED/ES regression signal (UVT).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -34,12 +35,21 @@ from seqnrl.nn.tubelet import (
     TubeletEmbed,
     complementary_tube_masks,
     mask_to_pixels,
+    to_hw,
     unpatchify,
 )
 
 EF_CENTER, EF_SCALE = 55.0, 10.0  # % : the EF head regresses (EF - 55) / 10
 Backbone = Literal["factorised", "frame_cnn"]
 Objective = Literal["masked", "future"]
+
+
+def _check_size(video: torch.Tensor, size: tuple[int, int]) -> None:
+    """Frames must have the size the model was built for (a transposed ``W x H`` frame has
+    the same number of patches and would otherwise pass silently with scrambled positions)."""
+    if tuple(video.shape[-2:]) != size:
+        h, w = video.shape[-2:]
+        raise ValueError(f"frames are {h}x{w} (HxW) but the model was built for {size[0]}x{size[1]}")
 
 
 def _visible_index(mask: torch.Tensor) -> torch.Tensor:
@@ -52,12 +62,13 @@ def _visible_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 class FactorisedBackbone(nn.Module):
-    """Tubelet embedding, divided space-time encoder on the visible tokens, light decoder."""
+    """Tubelet embedding, divided space-time encoder on the visible tokens, light decoder.
+    ``image_size``: ``int`` (square) or ``(H, W)``; the patch grid is ``(H / p, W / p)``."""
 
     def __init__(
         self,
         in_channels: int,
-        image_size: int,
+        image_size: int | Sequence[int],
         max_frames: int,
         patch_size: int,
         tubelet_size: int,
@@ -73,7 +84,8 @@ class FactorisedBackbone(nn.Module):
         super().__init__()
         self.in_channels, self.patch_size, self.tubelet_size = in_channels, patch_size, tubelet_size
         self.embed = TubeletEmbed(in_channels, dim, patch_size, tubelet_size)
-        self.grid = self.embed.grid(image_size, image_size)
+        self.image_size = to_hw(image_size)
+        self.grid = self.embed.grid(*self.image_size)
         t_tokens = max_frames // tubelet_size
         self.pos = SpaceTimePosition(self.grid, t_tokens, dim, pos_encoding)
         self.blocks = nn.ModuleList(
@@ -99,6 +111,7 @@ class FactorisedBackbone(nn.Module):
     def encode(
         self, video: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
     ) -> torch.Tensor:
+        _check_size(video, self.image_size)
         x = self.pos(self.embed(video))
         if mask is not None:
             idx = _visible_index(mask)
@@ -125,12 +138,13 @@ class FactorisedBackbone(nn.Module):
 
 class FrameCNNBackbone(nn.Module):
     """Per-frame CNN encoder, temporal transformer on frame vectors, per-frame CNN decoder.
-    Masked patches are blanked in pixel space (set to zero) before the frame encoder."""
+    Masked patches are blanked in pixel space (set to zero) before the frame encoder.
+    ``image_size``: ``int`` (square) or ``(H, W)``."""
 
     def __init__(
         self,
         in_channels: int,
-        image_size: int,
+        image_size: int | Sequence[int],
         max_frames: int,
         patch_size: int,
         dim: int,
@@ -144,16 +158,17 @@ class FrameCNNBackbone(nn.Module):
     ):
         super().__init__()
         self.in_channels, self.patch_size, self.tubelet_size = in_channels, patch_size, 1
-        if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
-        self.grid = (image_size // patch_size, image_size // patch_size)
-        self.encoder = FrameEncoder(in_channels, image_size, cnn_width, cnn_depth, dim)
+        self.image_size = h, w = to_hw(image_size)
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"image_size {h}x{w} (HxW) is not divisible by patch_size {patch_size}")
+        self.grid = (h // patch_size, w // patch_size)
+        self.encoder = FrameEncoder(in_channels, self.image_size, cnn_width, cnn_depth, dim)
         self.pos = SpaceTimePosition((1, 1), max_frames, dim, pos_encoding)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
-        self.decoder = FrameDecoder(in_channels, image_size, cnn_width, cnn_depth, dim)
+        self.decoder = FrameDecoder(in_channels, self.image_size, cnn_width, cnn_depth, dim)
 
     @property
     def n_patches(self) -> int:
@@ -162,6 +177,7 @@ class FrameCNNBackbone(nn.Module):
     def encode(
         self, video: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
     ) -> torch.Tensor:
+        _check_size(video, self.image_size)
         if mask is not None:
             keep = 1.0 - mask_to_pixels(mask, self.grid, self.patch_size, video.shape[2]).to(video)
             video = video * keep
@@ -183,7 +199,8 @@ class STTransformerNet(nn.Module):
 
     Args:
         in_channels: video channels.
-        image_size: square frame size (the learned space positions are made for it).
+        image_size: frame size, ``int`` (square) or ``(H, W)`` (e.g. ``(64, 96)`` for the
+            3:2 frames of UCSD Ped2); the space positions and the patch grid are made for it.
         max_frames: longest clip (the learned time positions are made for it).
         backbone: ``factorised`` (tubelets + divided space-time attention) or ``frame_cnn``
             (per-frame CNN + temporal transformer, the UVT design).
@@ -201,7 +218,7 @@ class STTransformerNet(nn.Module):
     def __init__(
         self,
         in_channels: int = 1,
-        image_size: int = 64,
+        image_size: int | Sequence[int] = 64,
         max_frames: int = 16,
         backbone: Backbone = "factorised",
         objective: Objective = "masked",
