@@ -7,26 +7,58 @@ and ``docs/normative_metrics.md``. Every model is a restoration ``video -> pseud
   sigma ``--blur-sigma``: restores nothing, loses detail) are always evaluated as references;
 * ``oracle`` (the anomalous pixels replaced by the true healthy content, known for synthetic
   echo and for injected artefacts) is the upper bound;
-* each ``--ckpt`` (loaded with ``seqnrl.models.loading.load_model``): models with
-  ``reconstruct(video)`` (video diffusion: noise to ``--noise-level`` and denoise), masked
-  spatiotemporal transformers (each pixel predicted from the complementary tube masks that
-  hide it) and future-prediction transformers (next-tubelet prediction; the first tubelet is
-  copied from the input).
+* each checkpoint (``seqnrl.models.loading.load_model``) through
+  ``seqnrl.callbacks.normative_eval.restoration_fn``: the video diffusion model's
+  ``reconstruct`` (one row per ``--noise-levels`` value, ``diffusion@0.40``), masked
+  spatiotemporal transformers (``st_masked``: each pixel predicted from the complementary tube
+  masks that hide it) and future-prediction transformers (``st_future``). ``--ckpt`` is
+  evaluated on every data set, ``--echo-ckpt`` / ``--lus-ckpt`` on one only (a model trained on
+  echo says little about lung ultrasound).
 
-Data: synthetic echo (``make_echo``: normal clips as the normal "training" distribution and
-the healthy test set; anomalous clips with pixel masks, their healthy version from the same
-seed) and, with ``--lus N``, N lung-ultrasound clips from ``../shared/data/lus`` with
-injected artefacts (``inject_artefact``; the clip before injection is the healthy version).
+Data: synthetic echo (``make_echo``, seeds disjoint from the data module's: normal clips as the
+normal "training" distribution and the healthy test set; anomalous clips with pixel masks and
+their healthy version from the same seed) and, with ``--lus N``, lung ultrasound from
+``../shared/data/lus`` split by patient as ``configs/data/lus.yaml`` (training patients' normal
+clips = the normal distribution; up to N held-out normal clips of pat2/pat3, each used as it is
+for RQI and with an injected artefact, ``inject_artefact``, for CACI and AHI, the clean clip
+being the healthy truth), read with the data module's own loader (10 fps, grayscale, ``--size``).
 
-Features (perceptual term of RQI, AHI): the first checkpoint with ``embed_frames`` (the
-normative encoder) if any, else average-pooled 8x8 intensities (``pixel_features``);
-pretrained perceptual networks cannot be downloaded here.
+Features (perceptual term of RQI, headline AHI): the normative encoder's ``embed_frames`` of the
+first checkpoint of that data set that has one (the spatiotemporal transformer), else
+``pixel_features``; ``ahi_pixel`` (8x8 average-pooled intensities) is always reported beside it.
+Pretrained perceptual networks cannot be downloaded here.
+
+Tiny checkpoints (training limited to 7-7.5 min of wall time on 2 shared CPU cores; the exact
+commands that made the reported table, from the repository root, ``OMP_NUM_THREADS=1``)::
+
+    C='[{"class_path":"pytorch_lightning.callbacks.ModelCheckpoint","init_args":{"dirpath":"bench_out/normative_ckpt/NAME","filename":"last","enable_version_counter":false}}]'
+    L="--trainer.logger.init_args.save_dir bench_out/normative_ckpt/logs --trainer.enable_progress_bar false"
+    # video diffusion, synthetic echo 32x32 (8 epochs x 32 steps of 4 clips)
+    python -m seqnrl.cli fit --config configs/diffusion_synthetic_echo.yaml --trainer.callbacks="${C/NAME/diffusion_echo}" $L \\
+      --trainer.max_epochs 8 --trainer.check_val_every_n_epoch 8 --trainer.max_time 00:00:07:30 \\
+      --model.init_args.image_size 32 --model.init_args.lr 0.001 \\
+      --data.init_args.image_size 32 --data.init_args.n_val 6 --data.init_args.batch_size 4
+    # masked spatiotemporal transformer, synthetic echo 32x32 (patch 4: an 8x8 grid)
+    python -m seqnrl.cli fit --config configs/st_synthetic_echo.yaml --trainer.callbacks="${C/NAME/st_masked_echo}" $L \\
+      --trainer.max_epochs 15 --trainer.max_time 00:00:07:00 --model.init_args.objective masked \\
+      --model.init_args.image_size 32 --model.init_args.patch_size 4 \\
+      --data.init_args.image_size 32 --data.init_args.n_val 6
+    # the same two on lung ultrasound (diffusion_lus / st_masked_lus): --data configs/data/lus.yaml
+    # --data.init_args.image_size 32 instead of the echo data flags; the exact lines are in
+    # docs/normative_metrics.md
+
+Evaluation::
 
     python scripts/bench/normative_eval.py                      # references only, ~1 min
-    python scripts/bench/normative_eval.py --ckpt runs/st/checkpoints/last.ckpt --lus 4
+    python scripts/bench/normative_eval.py --lus 12 \\
+      --echo-ckpt bench_out/normative_ckpt/diffusion_echo/last.ckpt \\
+      --echo-ckpt bench_out/normative_ckpt/st_masked_echo/last.ckpt \\
+      --lus-ckpt bench_out/normative_ckpt/diffusion_lus/last.ckpt \\
+      --lus-ckpt bench_out/normative_ckpt/st_masked_lus/last.ckpt
 
-Writes ``bench_out/normative_eval.json`` (``table``: one row per model and dataset),
-``bench_out/normative_eval.md`` and ``bench_out/normative_eval.png``.
+Writes (through ``scripts/bench/_common.save``) ``bench_out/normative_eval.json`` (``command``,
+``table``: one row per model and data set, ``per_clip`` tables), ``bench_out/normative_eval.md``
+and a figure per data set ``bench_out/normative_eval_<data>.png``.
 """
 
 from __future__ import annotations
@@ -39,20 +71,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import repeat
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench._common import SHARED_DATA, save, table  # noqa: E402
+from seqnrl.callbacks.normative_eval import feature_fn, restoration_fn, run_batched  # noqa: E402
 from seqnrl.data.synthetic_echo import ANOMALIES, make_echo, sector_mask  # noqa: E402
 from seqnrl.io.atomic import write_text  # noqa: E402
 from seqnrl.metrics import normative as N  # noqa: E402
 from seqnrl.metrics.anomaly import frame_metrics  # noqa: E402
 
 Restore = Callable[[torch.Tensor], torch.Tensor]
-COLS = ["data", "model", "rqi", "ssim", "mae", "perceptual", "ahi", "ahi_clip", "conservation", "correction",
-        "caci", "fidelity", "frame_auroc_micro", "frame_auroc_macro", "frame_ap"]  # fmt: skip
+SMALL = (
+    "perceptual",
+    "fd_restored",
+    "fd_unrestored",
+    "fd_healthy",
+)  # feature-scale dependent: 3 significant figures
+COLS = ["data", "model", "rqi", "ssim", "mae", "perceptual", "fd_restored", "fd_unrestored", "fd_healthy",
+        "ahi_ratio", "ahi", "ahi_gap", "ahi_pixel", "conservation", "correction", "caci", "fidelity",
+        "frame_auroc_micro", "frame_auroc_macro", "frame_ap", "seconds"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- restorations
@@ -75,36 +114,40 @@ def blur(sigma: float) -> Restore:
     return f
 
 
-def adapt(model, noise_level: float) -> Restore | None:
-    """A restoration function for a loaded model, or None when it cannot restore."""
-    if hasattr(model, "reconstruct"):  # video diffusion: pseudo-healthy reconstruction
-        return lambda v: model.reconstruct(v, noise_level=noise_level).float().cpu()
-    net = getattr(model, "net", None)
-    if net is not None and hasattr(net, "eval_mask_set") and hasattr(net, "forward_masked"):
-        dev = next(model.parameters()).device
-
-        @torch.no_grad()
-        def st(v: torch.Tensor) -> torch.Tensor:
-            v = v.to(dev)
-            if getattr(net, "objective", "masked") == "future":
-                pred, _ = net.forward_future(v)
-                k = net.tubelet_size
-                return torch.cat((v[:, :, :k], pred[:, :, k:]), dim=2).clamp(0, 1).cpu()
-            num, den = torch.zeros_like(v), torch.zeros_like(v[:, :1])
-            for m in net.eval_mask_set:  # every pixel from the masks that hide it
-                mask = repeat(m, "n -> b n", b=v.shape[0])
-                rec, _ = net.forward_masked(v, mask)
-                pm = net.pixel_mask(mask, v.shape[2]).to(v)
-                num, den = num + rec * pm, den + pm
-            return (num / den.clamp(min=1)).clamp(0, 1).cpu()
-
-        return st
-    return None
+def model_label(model) -> str:
+    """A short name: ``diffusion``, ``st_masked``, ``st_future`` or the class name."""
+    if callable(getattr(model, "reconstruct", None)):
+        return "diffusion"
+    objective = getattr(getattr(model, "net", None), "objective", None)
+    return f"st_{objective}" if objective else type(model).__name__
 
 
-def run_batched(fn: Restore, clips: torch.Tensor, batch: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([fn(clips[i : i + batch]) for i in range(0, len(clips), batch)])
+def checkpoint_models(
+    paths: list[str], noise_levels: list[float], recon_steps: int | None = None
+) -> tuple[dict[str, Restore], Callable | None, str]:
+    """Restorations of the checkpoints (one per noise level for diffusion models) and the
+    feature extractor of the first checkpoint with ``embed_frames`` (with its name)."""
+    from seqnrl.models.loading import load_model
+
+    out: dict[str, Restore] = {}
+    feats, feats_name = None, "pixel_features (8x8 average pool)"
+    for ck in paths:
+        m = load_model(ck)
+        label = model_label(m)
+        if label in {k.split("@")[0] for k in out}:
+            label = f"{label}:{Path(ck).parent.name}"
+        if callable(getattr(m, "reconstruct", None)):
+            for lev in noise_levels:
+                out[f"{label}@{lev:.2f}"] = restoration_fn(m, noise_level=lev, steps=recon_steps)
+        else:
+            fn = restoration_fn(m)
+            if fn is None:
+                print(f"{ck}: {type(m).__name__} cannot restore a video; skipped")
+            else:
+                out[label] = fn
+        if feats is None and feature_fn(m) is not None:
+            feats, feats_name = feature_fn(m), f"{label}.embed_frames ({ck})"
+    return out, feats, feats_name
 
 
 # ----------------------------------------------------------------------------- data
@@ -126,88 +169,116 @@ def echo_data(a) -> dict:
         "healthy": torch.stack(healthy),
         "frame_labels": [e.frame_label.numpy() for e in anom],
         "ids": [f"{e.anomaly}_{i}" for i, e in enumerate(anom)],
+        "normal_ids": [f"normal_{i}" for i in range(a.n_normal)],
         "region": sector_mask(a.size),
     }
 
 
 def lus_data(a) -> dict | None:
-    import csv
-
-    from seqnrl.io.video import read_video
+    """Lung ultrasound split by patient as ``configs/data/lus.yaml`` (val pat2, test pat3),
+    decoded by ``LUSDataModule``'s own loader; centre ``--frames`` of every normal clip."""
+    from data_modules.lus import LUSDataModule
 
     root = SHARED_DATA / "lus"
     if not (root / "manifest.csv").is_file():
         print(f"no LUS data at {root}; skipped")
         return None
-    rows = list(csv.DictReader(open(root / "manifest.csv")))
-    rows = [r for r in rows if r.get("label") == "normal"] or rows
-    clips = []
-    for r in rows[: a.lus * 3]:
-        try:
-            v = read_video(
-                root / "videos" / r["file"],
-                size=a.size,
-                grayscale=True,
-                dtype=torch.float32,
-                fps=10.0,
-            ).frames
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the benchmark
-            print(f"  skip {r['file']}: {e}")
-            continue
-        if v.shape[1] >= a.frames:
-            s = (v.shape[1] - a.frames) // 2
-            clips.append(v[:, s : s + a.frames])
-    if len(clips) < 4:
-        print("fewer than 4 usable LUS clips; skipped")
+    dm = LUSDataModule(root=str(root), test_patients=["pat3"], val_patients=["pat2"], fps=10.0,
+                       clip_len=a.frames, image_size=a.size, grayscale=True)  # fmt: skip
+    recs = dm.records()
+
+    def clips(split: str) -> list[tuple[str, torch.Tensor]]:
+        out = []
+        for r in recs[split]:
+            if r.label != 0:
+                continue
+            try:
+                v = dm.loader(r).frames.float() / 255.0
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the benchmark
+                print(f"  skip {r.video_id}: {e}")
+                continue
+            if v.shape[1] >= a.frames:
+                s = (v.shape[1] - a.frames) // 2
+                out.append((r.video_id, v[:, s : s + a.frames]))
+        return out
+
+    train = clips("train")
+    val, test = clips("val"), clips("test")
+    held = (
+        [c for pair in zip(val, test) for c in pair] + val[len(test) :] + test[len(val) :]
+    )  # alternate patients
+    held = held[: a.lus]
+    if len(train) < 2 or len(held) < 2:
+        print(f"too few usable LUS clips (train {len(train)}, held-out {len(held)}); skipped")
         return None
-    n = len(clips)
-    half = max(2, n // 2)
-    train, rest = clips[:half], clips[half:]
-    normal, healthy = rest[: max(1, len(rest) // 2)], rest[max(1, len(rest) // 2) :] or rest
-    inj = [N.inject_artefact(c, N.ARTEFACTS[i % 3], seed=i) for i, c in enumerate(healthy)]
+    # every held-out clip serves twice: as it is (RQI, normal frames) and with an artefact
+    # (CACI, AHI, abnormal frames), its clean version being the truth
+    normal = healthy = held
+    inj = [N.inject_artefact(c, N.ARTEFACTS[i % 3], seed=i) for i, (_, c) in enumerate(healthy)]
     return {
         "name": "lus_injected",
-        "train": torch.stack(train),
-        "normal": torch.stack(normal),
+        "train": torch.stack([c for _, c in train]),
+        "normal": torch.stack([c for _, c in normal]),
         "anomalous": torch.stack([c for c, _ in inj]),
         "masks": torch.stack([m for _, m in inj]),
-        "healthy": torch.stack(healthy),
+        "healthy": torch.stack([c for _, c in healthy]),
         "frame_labels": [(m.flatten(2).amax(-1)[0] > 0).long().numpy() for _, m in inj],
-        "ids": [f"{N.ARTEFACTS[i % 3]}_{i}" for i in range(len(inj))],
+        "ids": [f"{vid}+{N.ARTEFACTS[i % 3]}" for i, (vid, _) in enumerate(healthy)],
+        "normal_ids": [vid for vid, _ in normal],
         "region": None,
     }
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluate(name: str, fn: Restore, d: dict, features, batch: int) -> tuple[dict, dict]:
-    rest_n = run_batched(fn, d["normal"], batch)
-    rest_a = run_batched(fn, d["anomalous"], batch)
-    r = N.rqi(d["normal"], rest_n, features=features)
-    h = N.ahi(
-        rest_a, d["anomalous"], d["train"], features=features or N.pixel_features, ids=d["ids"]
+def oracle_restorations(d: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The upper bound: normal clips untouched, anomalous pixels replaced by the truth."""
+    m = d["masks"]
+    return d["normal"].clone(), d["anomalous"] * (1 - m) + d["healthy"] * m
+
+
+def evaluate(
+    name: str,
+    restored: tuple[torch.Tensor, torch.Tensor],
+    d: dict,
+    features,
+    score_blur: float = 1.0,
+) -> tuple[dict, dict]:
+    """One table row (and the per-clip tables) from the restorations of the normal and of the
+    anomalous clips of data set ``d``. Frame anomaly score: mean ``|input - restoration|`` of
+    both blurred with sigma ``score_blur`` (speckle is not an anomaly; 0 = raw pixels)."""
+    rest_n, rest_a = restored
+    sm = blur(score_blur) if score_blur > 0 else (lambda v: v)
+    r = N.rqi(d["normal"], rest_n, features=features, ids=d["normal_ids"])
+    kw = {"ids": d["ids"], "healthy": d["normal"]}
+    h = N.ahi(rest_a, d["anomalous"], d["train"], features=features or N.pixel_features, **kw)
+    hp = (
+        h
+        if features is None
+        else N.ahi(rest_a, d["anomalous"], d["train"], features=N.pixel_features, **kw)
     )
     c = N.caci(
         d["anomalous"], rest_a, d["masks"], reference=d["healthy"], region=d["region"], ids=d["ids"]
     )
-    s_n = N.frame_difference_scores(d["normal"], rest_n, d["region"]).numpy()
-    s_a = N.frame_difference_scores(d["anomalous"], rest_a, d["region"]).numpy()
-    scores = [*s_n, *s_a]
+    s_n = N.frame_difference_scores(sm(d["normal"]), sm(rest_n), d["region"]).numpy()
+    s_a = N.frame_difference_scores(sm(d["anomalous"]), sm(rest_a), d["region"]).numpy()
     labels = [np.zeros(len(s), int) for s in s_n] + list(d["frame_labels"])
-    fm = frame_metrics(scores, labels)
+    fm = frame_metrics([*s_n, *s_a], labels)
     row = {
         "data": d["name"], "model": name, "rqi": r["rqi"], "ssim": r["ssim"], "mae": r["mae"],
-        "perceptual": r["perceptual"], "ahi": h["ahi"], "ahi_clip": h["clip_ahi"],
-        "fd_restored": h["frame_d_restored"], "fd_unrestored": h["frame_d_unrestored"],
-        "conservation": c["conservation"], "correction": c["correction"], "caci": c["caci"],
-        "fidelity": c["fidelity"], "caci_fidelity": c["caci_fidelity"], **fm,
+        "perceptual": r["perceptual"], "fd_restored": h["frame_d_restored"],
+        "fd_unrestored": h["frame_d_unrestored"], "fd_healthy": h["frame_d_healthy"], "ahi_ratio": h["frame_ratio"],
+        "ahi": h["ahi"], "ahi_gap": h["ahi_gap"], "ahi_clip": h["clip_ahi"], "ahi_pixel": hp["ahi"],
+        "ahi_gap_pixel": hp["ahi_gap"], "conservation": c["conservation"],
+        "correction": c["correction"], "caci": c["caci"], "fidelity": c["fidelity"],
+        "caci_fidelity": c["caci_fidelity"], "frame_auroc_micro": fm["frame_auroc_micro"],
+        "frame_auroc_macro": fm["frame_auroc_macro"], "frame_ap": fm["frame_ap"],
     }  # fmt: skip
-    detail = {
+    return row, {
         "rqi": r["table"],
         "ahi": h["table"],
         "caci": c["table"],
         "restored_anomalous": rest_a,
     }
-    return row, detail
 
 
 def figure(path: Path, d: dict, details: dict[str, dict], n_clips: int = 2) -> None:
@@ -244,107 +315,174 @@ def figure(path: Path, d: dict, details: dict[str, dict], n_clips: int = 2) -> N
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--ckpt", action="append", default=[], help="model checkpoint (repeatable)")
+    p.add_argument(
+        "--ckpt",
+        action="append",
+        default=[],
+        help="checkpoint evaluated on every data set (repeatable)",
+    )
+    p.add_argument(
+        "--echo-ckpt",
+        action="append",
+        default=[],
+        help="checkpoint for synthetic echo only (repeatable)",
+    )
+    p.add_argument(
+        "--lus-ckpt",
+        action="append",
+        default=[],
+        help="checkpoint for lung ultrasound only (repeatable)",
+    )
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument(
-        "--n-train", type=int, default=8, help="normal clips forming the normal distribution (AHI)"
+        "--n-train",
+        type=int,
+        default=16,
+        help="echo: normal clips forming the normal distribution (AHI)",
     )
-    p.add_argument("--n-normal", type=int, default=4, help="healthy test clips (RQI)")
-    p.add_argument("--n-anomalous", type=int, default=5, help="anomalous clips (AHI, CACI)")
     p.add_argument(
-        "--lus", type=int, default=0, help="also N lung-ultrasound clips with injected artefacts"
+        "--n-normal", type=int, default=10, help="echo: healthy test clips (RQI, AHI floor)"
+    )
+    p.add_argument("--n-anomalous", type=int, default=10, help="echo: anomalous clips (AHI, CACI)")
+    p.add_argument(
+        "--lus",
+        type=int,
+        default=0,
+        help="also lung ultrasound: up to N held-out clips (each clean and injected)",
     )
     p.add_argument("--blur-sigma", type=float, default=1.5)
+    p.add_argument("--noise-levels", type=float, nargs="+", default=[0.25, 0.4, 0.55],
+                   help="diffusion reconstruction noise levels (one row each)")  # fmt: skip
     p.add_argument(
-        "--noise-level", type=float, default=0.4, help="diffusion reconstruction noise level"
+        "--recon-steps",
+        type=int,
+        default=20,
+        help="diffusion DDIM grid over the whole schedule (levels snap to it; 20 = steps of 0.05)",
+    )
+    p.add_argument(
+        "--score-blur",
+        type=float,
+        default=1.0,
+        help="Gaussian sigma applied to input and restoration before the frame score (0 = none)",
     )
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=REPO / "bench_out")
     p.add_argument("--name", default="normative_eval")
-    a = p.parse_args(argv)
+    p.add_argument("--no-figure", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    a = parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     t0 = time.time()
+    refs: dict[str, Restore] = {"identity": lambda v: v.clone(), "blur": blur(a.blur_sigma)}
 
-    models: dict[str, Restore] = {"identity": lambda v: v.clone(), "blur": blur(a.blur_sigma)}
-    features = None
-    feature_name = "pixel_features (8x8 average pool)"
-    for ck in a.ckpt:
-        from seqnrl.models.loading import load_model
-
-        m = load_model(ck)
-        fn = adapt(m, a.noise_level)
-        label = f"{type(m).__name__}:{Path(ck).parent.parent.name or Path(ck).stem}"
-        if fn is None:
-            print(f"{ck}: {type(m).__name__} cannot restore a video; skipped")
-        else:
-            models[label] = fn
-        if features is None and hasattr(m, "embed_frames"):
-            features, feature_name = m.embed_frames, f"{label}.embed_frames"
-
-    datasets = [echo_data(a)]
+    datasets = [("echo", echo_data(a))]
     if a.lus:
         d = lus_data(a)
         if d is not None:
-            datasets.append(d)
-    rows, details_out = [], {}
-    for d in datasets:
-        # oracle: the anomalous pixels replaced by the true healthy content (upper bound)
-        def oracle(v: torch.Tensor, d=d) -> torch.Tensor:
-            out = v.clone()
-            for j in range(len(v)):
-                hit = [
-                    i for i in range(len(d["anomalous"])) if torch.equal(d["anomalous"][i], v[j])
-                ]
-                if hit:
-                    i, m = hit[0], d["masks"][hit[0]]
-                    out[j] = v[j] * (1 - m) + d["healthy"][i] * m
-            return out
-
+            datasets.append(("lus", d))
+    rows, details_out, feature_names, figures = [], {}, {}, []
+    for key, d in datasets:
+        ckpts = a.ckpt + (a.echo_ckpt if key == "echo" else a.lus_ckpt)
+        models, features, feature_names[d["name"]] = checkpoint_models(
+            ckpts, a.noise_levels, a.recon_steps
+        )
         details = {}
-        for name, fn in {**models, "oracle": oracle}.items():
+        for name in [*refs, "oracle", *models]:
             ts = time.time()
-            row, det = evaluate(name, fn, d, features, a.batch)
-            row["seconds"] = round(time.time() - ts, 2)
+            if name == "oracle":
+                restored = oracle_restorations(d)
+            else:
+                fn = refs.get(name) or models[name]
+                restored = (
+                    run_batched(fn, d["normal"], a.batch),
+                    run_batched(fn, d["anomalous"], a.batch),
+                )
+            row, det = evaluate(name, restored, d, features, a.score_blur)
+            row["seconds"] = round(time.time() - ts, 1)
             rows.append(row)
             details[name] = det
             print(f"[{d['name']}] {name}: rqi {row['rqi']:.3f}  ahi {row['ahi']:.3f}  caci {row['caci']:.3f}  "
-                  f"auroc {row['frame_auroc_micro']:.3f}  ({row['seconds']} s)")  # fmt: skip
-        a.out.mkdir(parents=True, exist_ok=True)
-        figure(a.out / f"{a.name}_{d['name']}.png", d, details)
+                  f"auroc {row['frame_auroc_micro']:.3f}  ({row['seconds']} s)", flush=True)  # fmt: skip
+        if not a.no_figure:
+            a.out.mkdir(parents=True, exist_ok=True)
+            fig = a.out / f"{a.name}_{d['name']}.png"
+            figure(fig, d, details)
+            figures.append(str(fig))
         details_out[d["name"]] = {
             m: {k: v for k, v in det.items() if k != "restored_anomalous"}
             for m, det in details.items()
         }
 
-    md = table(rows, COLS)
+    shown = [
+        {
+            c: (f"{r[c]:.3g}" if c in SMALL and isinstance(r.get(c), float) else r.get(c))
+            for c in COLS
+        }
+        for r in rows
+    ]
+    md = table(shown, COLS)
     print("\n" + md)
+    cmd = "python scripts/bench/normative_eval.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     result = {
+        "command": cmd.strip(),
+        "title": "Normative evaluation (RQI / AHI / CACI)",
+        "description": (
+            "Pseudo-healthy restorations of held-out clips. RQI = SSIM x (1 - MAE) on healthy clips; "
+            "AHI = 1 - FD(restored anomalous, normal) / FD(anomalous, normal) in the normative encoder's "
+            "features (ahi_pixel: 8x8 pooled pixels), ahi_gap = (FD_u - FD_r) / (FD_u - FD_healthy) with FD_healthy "
+            "the distance of the held-out healthy clips (the floor); CACI = hmean(conservation, correction) with "
+            "known masks (echo: generator; LUS: injected artefacts); frame AUROC of the per-frame "
+            "mean |input - restoration| after a sigma-1 blur of both (pooled micro, per-clip macro; no per-video "
+            "normalisation). Diffusion rows: pseudo-healthy DDIM reconstruction from noise level @x."
+        ),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-        "features": feature_name,
+        "features": feature_names,
         "definitions": {
             "rqi": "mean over healthy clips of SSIM * (1 - MAE) (frame means); perceptual = 1 - cos of features",
             "ahi": "1 - FD(restored anomalous, normal train) / FD(anomalous, normal train), per-frame features; "
-            "ahi_clip: same with per-clip mean features",
+            "ahi_ratio = FD_restored / FD_unrestored; ahi_gap = (FD_unrestored - FD_restored) / (FD_unrestored - "
+            "FD_healthy), FD_healthy = FD(held-out healthy clips, normal train), NaN when FD_unrestored <= FD_healthy; "
+            "ahi_clip: per-clip mean features; ahi_pixel: pixel features",
             "caci": "harmonic mean of conservation = 1 - healthy-pixel change / s and correction = anomalous-pixel "
             "change / s (clipped), s = mean |input - healthy truth| on anomalous pixels",
-            "frame_auroc": "per-frame mean |input - restoration| (echo: inside the fan); micro pooled, macro per clip",
+            "frame_auroc": "per-frame mean |blur(input) - blur(restoration)| (sigma --score-blur; echo: inside the "
+            "fan); micro pooled, macro per clip",
         },
-        "table": rows,
+        "table": shown,
+        "rows_full": rows,
         "per_clip": details_out,
+        "figures": figures,
         "seconds": round(time.time() - t0, 1),
     }
-    header = (f"# Normative evaluation\n\nCommand: `python scripts/bench/{Path(__file__).name} "
-              f"{' '.join(argv if argv is not None else sys.argv[1:])}`; features: {feature_name}.\n\n")  # fmt: skip
-    write_text(a.out / f"{a.name}.md", header + "```\n" + md + "\n```\n")
-    save(a.name, result, a.out)
+    header = f"# Normative evaluation\n\nCommand: `{result['command']}`\n\nFeatures: " + "; ".join(
+        f"{k}: {v}" for k, v in feature_names.items()
+    )
+    write_text(a.out / f"{a.name}.md", header + "\n\n```\n" + md + "\n```\n")
+    save(a.name, _json_safe(result), a.out)
     return result
+
+
+def _json_safe(obj):
+    """NaN / inf -> None, recursively (strict JSON; ``make_results`` prints None as a dash)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 if __name__ == "__main__":

@@ -128,8 +128,16 @@ def per_frame_ssim(
 def per_frame_perceptual(x: torch.Tensor, y: torch.Tensor, features: FeatureFn) -> torch.Tensor:
     """Perceptual distance per frame ``(B, T)``: ``1 - cos(f(x)_t, f(y)_t)`` of the per-frame
     features ``(B, T, D)`` of ``features`` (0 = same direction, 2 = opposite)."""
-    fx, fy = features(x).float(), features(y).float()
-    return 1.0 - F.cosine_similarity(fx, fy, dim=-1)
+    fx, fy = features(x), features(y)
+    if fx.shape != fy.shape or fx.ndim != 3:
+        raise ValueError(
+            f"features must be (B, T, D) and agree, got {tuple(fx.shape)} and {tuple(fy.shape)}"
+        )
+    # 1 - cos(a, b) = |a/|a| - b/|b||^2 / 2, in float64: exactly 0 for equal features and no
+    # cancellation for the tiny distances of normalised embeddings (1 - cos in float32 is
+    # rounding noise below ~1e-7)
+    a, b = F.normalize(fx.double(), dim=-1), F.normalize(fy.double(), dim=-1)
+    return (0.5 * (a - b).pow(2).sum(-1)).float()
 
 
 def pixel_features(video: torch.Tensor, grid: int = 8) -> torch.Tensor:
@@ -226,6 +234,7 @@ def ahi(
     features: FeatureFn | None = None,
     ids: Sequence[str] | None = None,
     eps: float = 1e-6,
+    healthy: Clips | None = None,
 ) -> dict:
     """Anomaly-to-Healthy Index: how far restoration moves pathological clips towards the
     normal (training) distribution in feature space.
@@ -239,6 +248,15 @@ def ahi(
     too. The headline ``ahi`` is the frame level (many more samples than clips; the clip-level
     covariance is rank-deficient with few clips and is regularised by ``eps``).
 
+    With ``healthy`` (held-out normal clips, unrestored), ``d_healthy`` is their distance to
+    the normal clips: the floor that unseen normal data reaches (finite samples, other
+    subjects), as the ``FID_UN;N`` term of the authors' code. ``ahi_gap = (d_unrestored -
+    d_restored) / (d_unrestored - d_healthy)`` is then the share of the pathological clips'
+    excess distance that restoration removes (1 = as close as unseen normal clips, 0 = no
+    change; NaN when the pathological clips are not farther than the healthy ones, i.e. the
+    features do not see the anomalies). Use as many healthy as pathological clips: Fréchet
+    distances of few samples are biased upwards by an amount that depends on the count.
+
     Per-clip table: the frame-level Fréchet distance of that clip's frames (restored and
     unrestored) to the normal frames, and its index (noisy with few frames: use the pooled
     numbers as the result). ``features`` defaults to :func:`pixel_features`."""
@@ -251,15 +269,13 @@ def ahi(
         _frame_feats(unrest, features),
         _frame_feats(norm, features),
     )
+    fh = _frame_feats(_clips(healthy), features) if healthy is not None else None
     out: dict = {}
-    for level, (a, b, n) in {
-        "frame": (np.concatenate(fr), np.concatenate(fu), np.concatenate(fn)),
-        "clip": (
-            np.stack([f.mean(0) for f in fr]),
-            np.stack([f.mean(0) for f in fu]),
-            np.stack([f.mean(0) for f in fn]),
-        ),
-    }.items():
+    for level, pool in (
+        ("frame", np.concatenate),
+        ("clip", lambda fs: np.stack([f.mean(0) for f in fs])),
+    ):
+        a, b, n = pool(fr), pool(fu), pool(fn)
         if min(len(a), len(n)) < 2:
             d_r = d_u = float("nan")
         else:
@@ -268,7 +284,15 @@ def ahi(
         out[f"{level}_d_unrestored"] = d_u
         out[f"{level}_ratio"] = d_r / d_u if d_u > 0 else float("nan")
         out[f"{level}_ahi"] = _index(d_r, d_u)
+        d_h = (
+            _fd(pool(fh), n, eps)
+            if fh is not None and min(len(pool(fh)), len(n)) >= 2
+            else float("nan")
+        )
+        out[f"{level}_d_healthy"] = d_h
+        out[f"{level}_ahi_gap"] = (d_u - d_r) / (d_u - d_h) if d_u > d_h else float("nan")
     out["ahi"] = out["frame_ahi"]
+    out["ahi_gap"] = out["frame_ahi_gap"]
     nf = np.concatenate(fn)
     table = []
     for name, a, b in zip(_ids(ids, len(rest)), fr, fu):

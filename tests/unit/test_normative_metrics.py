@@ -173,6 +173,22 @@ def test_perceptual_is_one_minus_cosine():
     assert N.per_frame_perceptual(x, y, feat).item() == pytest.approx(1.0)
 
 
+def test_perceptual_is_exact_for_equal_and_nearly_equal_features():
+    g = torch.Generator().manual_seed(0)
+    f = torch.nn.functional.normalize(torch.randn(2, 5, 64, generator=g), dim=-1)
+    eps = 1e-4 * torch.randn(2, 5, 64, generator=g)
+    feats = iter([f, f, f, f + eps])
+    d_same = N.per_frame_perceptual(torch.zeros(2), torch.zeros(2), lambda v: next(feats))
+    d_near = N.per_frame_perceptual(torch.zeros(2), torch.zeros(2), lambda v: next(feats))
+    assert torch.equal(d_same, torch.zeros(2, 5))  # no rounding residue for the identity
+    ref = 1 - torch.nn.functional.cosine_similarity(f.double(), (f + eps).double(), dim=-1)
+    assert torch.allclose(d_near.double(), ref, rtol=1e-3)  # float32 1 - cos would be noise here
+    with pytest.raises(ValueError, match="agree"):
+        N.per_frame_perceptual(
+            torch.zeros(1), torch.zeros(2), lambda v: torch.zeros(1, 2, 3 + v.numel())
+        )
+
+
 def test_frame_difference_scores_region():
     x = torch.zeros(1, 1, 1, 2, 2)
     y = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).view(1, 1, 1, 2, 2)
@@ -228,3 +244,28 @@ def test_script_runs_tiny(tmp_path):
         tmp_path / "normative_eval.md"
     ).is_file()
     assert np.isfinite(rows["oracle"]["frame_auroc_micro"])
+
+
+def test_ahi_gap_against_the_healthy_floor():
+    g = torch.Generator().manual_seed(1)
+    feat = lambda v: v.flatten(3).squeeze(1)  # noqa: E731 - (B, T, 2): the pixels are the features
+    clip = lambda shift, n=4: torch.randn(n, 1, 50, 1, 2, generator=g) + shift  # noqa: E731
+    normal, healthy, patho = clip(0.0, 8), clip(0.0), clip(3.0)
+    half, full = patho - 1.5, clip(0.0)  # half-way back, and all the way (fresh normal draws)
+    h = N.ahi(half, patho, normal, features=feat, healthy=healthy)
+    f = lambda x: x.flatten(3).squeeze(1).reshape(-1, 2).double().numpy()  # noqa: E731
+    d_u, d_r, d_h = (frechet_distance(f(x), f(normal), 1e-6) for x in (patho, half, healthy))
+    assert h["frame_d_healthy"] == pytest.approx(d_h) and h["frame_d_restored"] == pytest.approx(
+        d_r
+    )
+    assert h["ahi_gap"] == pytest.approx((d_u - d_r) / (d_u - d_h))
+    assert 0.6 < h["ahi_gap"] < 0.9  # a mean shift of 3 -> 1.5 removes ~3/4 of the squared distance
+    assert N.ahi(full, patho, normal, features=feat, healthy=healthy)["ahi_gap"] == pytest.approx(
+        1.0, abs=0.05
+    )
+    assert N.ahi(patho.clone(), patho, normal, features=feat, healthy=healthy)[
+        "ahi_gap"
+    ] == pytest.approx(0.0)
+    # without healthy clips, or when the pathology is not farther than them: NaN
+    assert math.isnan(N.ahi(half, patho, normal, features=feat)["ahi_gap"])
+    assert math.isnan(N.ahi(half, healthy, normal, features=feat, healthy=patho)["ahi_gap"])
