@@ -31,7 +31,7 @@ from einops import rearrange, reduce, repeat
 
 from seqnrl import batch as B
 from seqnrl.metrics.regression import ed_es_afd, ef_metrics
-from seqnrl.models.base import NormativeModule
+from seqnrl.models.base import NormativeModule, all_gather_objects, sample_generators, step_salt
 from seqnrl.models.st_transformer.net import EF_SCALE, Backbone, Objective, STTransformerNet
 from seqnrl.nn.posenc import PosKind
 from seqnrl.nn.tubelet import patchify, random_tube_mask
@@ -156,6 +156,11 @@ class STTransformerModel(NormativeModule):
             dim, depth, heads, mlp_ratio, dropout, pos_encoding, decoder_dim, decoder_depth,
             cnn_width, cnn_depth, mask_ratio, eval_masks,
         )  # fmt: skip
+        # heads without a loss take no gradient (DDP would stop on parameters unused in the loss)
+        if ef_weight == 0:
+            self.net.ef_head.requires_grad_(False)
+        if edes_weight == 0:
+            self.net.edes_head.requires_grad_(False)
         # normal-frame memory bank and standardisation statistics: in the checkpoint
         positions = self.net.n_patches if embed_level == "patch" and backbone == "factorised" else 1
         self.register_buffer("bank", torch.zeros(positions, bank_size, dim))
@@ -274,10 +279,20 @@ class STTransformerModel(NormativeModule):
         video = batch[B.VIDEO]
         hp = self.hparams
         if hp.objective == "masked":
-            gen = None if self.training else torch.Generator().manual_seed(EVAL_MASK_SEED)
-            mask = random_tube_mask(
-                video.shape[0], self.net.n_patches, hp.mask_ratio, gen, video.device
-            )
+            # masks drawn per clip from its identity: a DDP run draws what one process draws
+            # (outside a Trainer there is no step count: training masks then come from the
+            # global random stream, so repeated calls still draw new masks)
+            if not self.training:
+                gens = sample_generators(batch, EVAL_MASK_SEED)
+            else:
+                gens = sample_generators(batch, *step_salt(self)) if self._trainer is not None else None
+            if gens is None:
+                gen = None if self.training else torch.Generator().manual_seed(EVAL_MASK_SEED)
+                mask = random_tube_mask(video.shape[0], self.net.n_patches, hp.mask_ratio, gen, video.device)
+            else:
+                mask = torch.cat(
+                    [random_tube_mask(1, self.net.n_patches, hp.mask_ratio, g, video.device) for g in gens]
+                )
             rec, tokens = self.net.forward_masked(video, mask)
             w = self.net.pixel_mask(mask, video.shape[2]).to(video)
         else:
@@ -358,9 +373,15 @@ class STTransformerModel(NormativeModule):
         components on them. The embedding distance of a frame is measured against the bank
         without frames of its own video (``video_ids``), as a new normal video would be."""
         if clips is None:
-            if not self._reservoir:
+            kept = self._reservoir
+            if _dist() and torch.distributed.get_world_size() > 1:
+                # every process's kept clips, interleaved as one process would have met them
+                parts = all_gather_objects(kept)
+                kept = [p[i] for i in range(max(map(len, parts))) for p in parts if i < len(p)]
+                kept = kept[: self.hparams.bank_clips]
+            if not kept:
                 return
-            clips, video_ids = self.reservoir()
+            clips, video_ids = torch.stack([c for c, _ in kept]), [v for _, v in kept]
         if video_ids is None:
             video_ids = [str(i) for i in range(len(clips))]
         was_training = self.training
