@@ -29,15 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_synthetic import (  # noqa: E402
-    SIGNALS,
-    per_type_metrics,
-    print_table,
-    quiet,
-    signal_of,
-    top_joints,
-    trainer,
-)
+from motion_synthetic import per_type_metrics, print_table, quiet, score_rows, top_joints, trainer  # noqa: E402
 
 from data_modules.mocap import MOCAP_ANOMALIES, MocapDataModule  # noqa: E402
 from scripts.bench._common import save  # noqa: E402
@@ -56,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model-dim", type=int, default=48)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--asymmetry-weight", type=float, default=2.0, help="left/right asymmetry channel in the score (0 = off)")
+    p.add_argument("--asymmetry-window", type=float, default=16.0, help="its Gaussian window, frames")
+    p.add_argument("--asymmetry-margin", type=float, default=2.0, help="z_asym counted beyond this margin")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "bench_out" / "motion_mocap.json")
@@ -75,6 +70,7 @@ def main(argv=None) -> dict:
     dm.setup("fit")
     model = MotionTransformerModel(
         n_joints=len(dm.parents), coord_dim=a.dim, joint_names=dm.joint_names, dim=a.model_dim, depth=a.depth, lr=a.lr,
+        asymmetry_weight=a.asymmetry_weight, asymmetry_window=a.asymmetry_window, asymmetry_margin=a.asymmetry_margin,
     )  # fmt: skip
     tr = trainer(a.epochs)
     tr.fit(model, datamodule=dm)
@@ -84,12 +80,7 @@ def main(argv=None) -> dict:
     seqs = {s.video_id: s for s in dm.dataset("test").sequences}
     types = {vid: next((k for k in MOCAP_ANOMALIES if vid.endswith(f"-{k}")), None) for vid in res}
     labels = {vid: vs.labels for vid, vs in res.items()}
-    rows = []
-    for sig in SIGNALS:
-        if sig != "score" and sig not in next(iter(res.values())).extra:
-            continue
-        for kind, m in per_type_metrics({v: signal_of(vs, sig) for v, vs in res.items()}, labels, types).items():
-            rows.append({"anomaly": kind, "signal": sig, **m})
+    rows = score_rows(res, types)
     base = D.SpeedTypicality().fit([s.keypoints.numpy() for s in dm.dataset("train").sequences])
     for kind, m in per_type_metrics({v: base.score(seqs[v].keypoints.numpy()) for v in res}, labels, types).items():
         rows.append({"anomaly": kind, "signal": "speed_typicality", **m})

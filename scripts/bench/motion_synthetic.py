@@ -9,6 +9,10 @@ the videos of that type plus the normal test videos, for
 * ``score``: the model's frame score (two-sided typicality of the masked-joint and future
   errors + one-sided token kNN distance), and each of its standardised components
   ``z_rec`` / ``z_fut`` / ``z_emb`` (as ``|z|`` / ``|z|`` / ``max(z, 0)``);
+* ``z_asym``: the left/right asymmetry channel (``max(z, 0)``; ``--asymmetry-weight`` times
+  its excess over ``--asymmetry-margin`` is added to the score, defaults 2 and 2, chosen on
+  the validation split) and ``score_no_asym``: the score without it (the learned part alone,
+  i.e. the score before the channel existed);
 * ``speed_typicality``: the reference with no learning: ``|log speed - mu| / sigma`` fitted
   on the normal training sequences;
 
@@ -46,7 +50,7 @@ from seqnrl.models.motion import MotionTransformerModel  # noqa: E402
 from seqnrl.models.motion import descriptors as D  # noqa: E402
 from seqnrl.scoring.aggregate import VideoScores  # noqa: E402
 
-SIGNALS = ("score", "z_rec", "z_fut", "z_emb")
+SIGNALS = ("score", "z_rec", "z_fut", "z_emb", "z_asym")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=48)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--asymmetry-weight", type=float, default=2.0, help="left/right asymmetry channel in the score (0 = off)")
+    p.add_argument("--asymmetry-window", type=float, default=16.0, help="its Gaussian window, frames")
+    p.add_argument("--asymmetry-margin", type=float, default=2.0, help="z_asym counted beyond this margin")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "bench_out" / "motion_synthetic.json")
@@ -93,7 +100,19 @@ def signal_of(vs: VideoScores, name: str) -> np.ndarray:
     if name == "score":
         return vs.scores
     v = vs.extra[name]
-    return np.maximum(v, 0.0) if name == "z_emb" else np.abs(v)
+    return np.maximum(v, 0.0) if name in ("z_emb", "z_asym") else np.abs(v)
+
+
+def score_rows(results: Mapping[str, VideoScores], types: Mapping[str, str | None]) -> list[dict]:
+    """Per-type metric rows of the model score, each of its components and, when the model
+    adds the asymmetry channel, the score without it (``score_no_asym``: the learned part
+    alone)."""
+    first = next(iter(results.values()))
+    labels = {vid: vs.labels for vid, vs in results.items()}
+    sigs = {sig: {v: signal_of(vs, sig) for v, vs in results.items()} for sig in SIGNALS if sig == "score" or sig in first.extra}
+    if "asym_term" in first.extra:  # what the channel added, window-averaged (exact with smooth_sigma=0)
+        sigs["score_no_asym"] = {v: vs.scores - vs.extra["asym_term"] for v, vs in results.items()}
+    return [{"anomaly": kind, "signal": sig, **m} for sig, s in sigs.items() for kind, m in per_type_metrics(s, labels, types).items()]
 
 
 def per_type_metrics(
@@ -149,6 +168,7 @@ def main(argv=None) -> dict:
     dm_test = SyntheticMotionDataModule(n_train=1, n_val=1, n_test=a.n_test, val_anomaly_fraction=0.75, **common)
     model = MotionTransformerModel(
         n_joints=len(JOINT_NAMES), coord_dim=2, joint_names=JOINT_NAMES, dim=a.dim, depth=a.depth, lr=a.lr,
+        asymmetry_weight=a.asymmetry_weight, asymmetry_window=a.asymmetry_window, asymmetry_margin=a.asymmetry_margin,
     )  # fmt: skip
     tr = trainer(a.epochs)
     tr.fit(model, datamodule=dm)
@@ -158,12 +178,7 @@ def main(argv=None) -> dict:
     test_seqs = {s.video_id: s for s in dm_test.dataset("test").sequences}
     types = {vid: next((k for k in ANOMALIES if vid.endswith(k)), None) for vid in res}
     labels = {vid: vs.labels for vid, vs in res.items()}
-    rows = []
-    for sig in SIGNALS:
-        if sig != "score" and sig not in next(iter(res.values())).extra:
-            continue
-        for kind, m in per_type_metrics({v: signal_of(vs, sig) for v, vs in res.items()}, labels, types).items():
-            rows.append({"anomaly": kind, "signal": sig, **m})
+    rows = score_rows(res, types)
     base = D.SpeedTypicality().fit([s.keypoints.numpy() for s in dm.dataset("train").sequences])
     base_sig = {vid: base.score(test_seqs[vid].keypoints.numpy()) for vid in res}
     for kind, m in per_type_metrics(base_sig, labels, types).items():

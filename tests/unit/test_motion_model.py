@@ -141,3 +141,81 @@ def test_short_training_scores_freeze_above_normal():
     score /= count
     auc = rank_auroc(score, test["frame_label"])
     assert auc > 0.85, f"freeze frame AUROC {auc:.3f}"
+
+
+def test_mirror_pairs_by_name():
+    assert [(JOINT_NAMES[a], JOINT_NAMES[b]) for a, b in D.mirror_pairs(JOINT_NAMES)][:2] == [
+        ("l_shoulder", "r_shoulder"),
+        ("l_elbow", "r_elbow"),
+    ]
+    assert len(D.mirror_pairs(JOINT_NAMES)) == 6
+    cmu = ["Hips", "LHipJoint", "LeftKnee", "RHipJoint", "RightKnee", "lhand", "rhand", "LThumb", "RThumb"]
+    assert D.mirror_pairs(cmu) == [(1, 3), (2, 4), (7, 8)]
+    assert D.mirror_pairs(["nose", "left_knee", "right_knee", "knee_l", "knee_r"]) == [(1, 2), (3, 4)]
+    assert D.mirror_pairs([f"j{i:02d}" for i in range(5)]) == []
+
+
+def _swing(amp_l: float, amp_r: float, t: int = 64) -> torch.Tensor:
+    """(1, T, 10, 2): a left and a right joint swinging in anti-phase among 8 still joints."""
+    ph = torch.arange(t) / 30.0 * 2 * np.pi
+    kp = torch.zeros(1, t, 10, 2)
+    kp[0, :, 2:, 0] = torch.linspace(-1, 1, 8)  # still joints, spread out
+    kp[0, :, 0, 0] = -0.3 + amp_l * torch.sin(ph)
+    kp[0, :, 1, 0] = 0.3 - amp_r * torch.sin(ph)
+    return kp
+
+
+def test_limb_asymmetry_channel():
+    valid = torch.ones(1, 64, 10, dtype=torch.bool)
+    pairs = [(0, 1)]
+    a, m = D.limb_asymmetry_torch(_swing(0.2, 0.2), valid, pairs, sigma=8.0)
+    assert a.shape == (1, 64, 1) and bool(m.all())
+    assert float(a[0, 16:48].abs().max()) < 0.02  # anti-phase swings of equal amplitude: 0
+    a2, _ = D.limb_asymmetry_torch(_swing(0.2, 0.1), valid, pairs, sigma=8.0)
+    # 0.5 log of the variance ratio; around the centroid (which moves by (0.2 - 0.1) / 10) the
+    # amplitudes are 0.19 and 0.11; eps (5 % of the mean amplitude) pulls it a little to 0
+    assert float(a2[0, 16:48].mean()) == pytest.approx(np.log(0.19 / 0.11), abs=0.05)
+    a3, _ = D.limb_asymmetry_torch(7.0 * _swing(0.2, 0.1) + 3.0, valid, pairs, sigma=8.0)
+    torch.testing.assert_close(a3, a2, atol=1e-4, rtol=1e-4)  # scale and offset free
+    still = _swing(0.0, 0.0)
+    a4, _ = D.limb_asymmetry_torch(still, valid, pairs)
+    assert float(a4.abs().max()) < 1e-3  # no motion: no asymmetry, not a ratio of rounding errors
+    valid[0, 5, 1] = False  # a missing joint masks its pair in that frame only
+    _, m5 = D.limb_asymmetry_torch(_swing(0.2, 0.1), valid, pairs)
+    assert not bool(m5[0, 5, 0]) and bool(m5[0, 6, 0])
+
+
+def test_asymmetry_channel_scores_limp_and_is_optional():
+    torch.manual_seed(0)
+    clip = 32
+    normal = [torch.from_numpy(make_motion(200 + i, n_frames=96)["keypoints"]) for i in range(8)]
+    g = torch.Generator().manual_seed(0)
+    clips = torch.stack([normal[int(torch.randint(8, (1,), generator=g))][s : s + clip] for s in torch.randint(0, 64, (48,), generator=g).tolist()])
+    m = MotionTransformerModel(n_joints=16, dim=16, depth=1, bank_size=64, joint_names=JOINT_NAMES, asymmetry_margin=0.0)
+    m.eval()
+    m.fit_normal(clips)
+    assert bool(m.asym_fitted) and m.uses_asymmetry
+    test = make_motion(9, n_frames=128, anomaly="limp", anomaly_span=(48, 96))
+    kp = torch.from_numpy(test["keypoints"])
+    starts = _windows(128, clip, clip // 2)
+    out = m.score_frames(_batch(torch.stack([kp[s : s + clip] for s in starts])))
+    z, count = np.zeros(128), np.zeros(128)
+    for i, s in enumerate(starts):
+        z[s : s + clip] += out["z_asym"][i].numpy()
+        count[s : s + clip] += 1
+    auc = rank_auroc(z / count, test["frame_label"])
+    assert auc > 0.85, f"limp frame AUROC of z_asym {auc:.3f}"
+    contrib = torch.stack([out[f"contrib_{n}"] for n in JOINT_NAMES], -1).sum(-1)
+    torch.testing.assert_close(contrib, out["score"])  # the channel's share is in the contributions
+    off = MotionTransformerModel(n_joints=16, dim=16, depth=1, bank_size=64, joint_names=JOINT_NAMES, asymmetry_weight=0.0)
+    off.load_state_dict(m.state_dict())
+    off.eval()
+    batch = _batch(torch.stack([kp[s : s + clip] for s in starts]))
+    out_off = off.score_frames(batch)
+    assert "z_asym" not in out_off
+    torch.testing.assert_close(out_off["score"], out["score"] - out["asym_term"])  # the channel only adds its term
+    # a checkpoint from before the channel loads, with the channel off (not fitted)
+    old = {k: v for k, v in m.state_dict().items() if not k.startswith("asym_")}
+    m2 = MotionTransformerModel(n_joints=16, dim=16, depth=1, bank_size=64, joint_names=JOINT_NAMES)
+    m2.load_state_dict(old)
+    assert not m2.uses_asymmetry and "z_asym" not in m2.score_frames(_batch(kp[None, :clip]))

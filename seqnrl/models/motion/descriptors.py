@@ -6,6 +6,8 @@
 * :func:`motion_descriptors`: per-video dict: cadence, mean speed, movement variability
   (coefficient of variation of each joint's speed), range of motion and left/right asymmetry.
 * :func:`contribution_summary`: which joints carry the anomaly score in the worst frames.
+* :func:`mirror_pairs` / :func:`limb_asymmetry_torch`: left/right joint pairs by name and the
+  windowed log ratio of their movement amplitudes (the model's asymmetry channel).
 
 Keypoints are ``(T, K, D)`` with NaN where missing; units are those of the input.
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from einops import rearrange, reduce, repeat
 
 # substrings that name the ends of the legs / arms in common skeletons (synthetic, CMU BVH, COCO)
 _LEG_ENDS = ("ankle", "foot", "toe", "heel")
@@ -233,3 +236,100 @@ class SpeedTypicality:
 
     def score(self, keypoints: np.ndarray) -> np.ndarray:
         return np.abs(np.log(sequence_speed(keypoints) + 1e-6) - self.mu) / self.sigma
+
+
+# -- left/right asymmetry channel of the frame score ----------------------------------------
+def _mirror_name(name: str) -> str | None:
+    """The right-side name matching a left-side joint name (``l_knee`` -> ``r_knee``,
+    ``LeftKnee`` -> ``RightKnee``, ``knee_l`` -> ``knee_r``, ``LThumb`` -> ``RThumb``), else None."""
+    if _side(name) != "l":
+        return None
+    low = name.lower()
+    for word, repl in (("left", "right"), ("Left", "Right"), ("LEFT", "RIGHT")):
+        if name.startswith(word):
+            return repl + name[len(word) :]
+    if low.startswith(("l_", "l.")):
+        return ("R" if name[0] == "L" else "r") + name[1:]
+    if low.endswith(("_l", ".l")):
+        return name[:-1] + ("R" if name[-1] == "L" else "r")
+    if name[:1] == "L" and name[1:2].isupper():
+        return "R" + name[1:]
+    return None
+
+
+def mirror_pairs(joint_names: Sequence[str]) -> list[tuple[int, int]]:
+    """``(left, right)`` indices of every joint whose mirrored name is also a joint, in the
+    order of the left joints (e.g. shoulders, elbows, wrists, hips, knees, ankles)."""
+    index = {n: i for i, n in enumerate(joint_names)}
+    out = []
+    for i, n in enumerate(joint_names):
+        m = _mirror_name(n)
+        if m is not None and m in index:
+            out.append((i, index[m]))
+    return out
+
+
+def _window_mean(v: torch.Tensor, w: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian-weighted (``sigma`` frames) mean of ``v`` ``(N, T)`` with weights ``w``
+    ``(N, T)`` along ``T``; returns the mean and the summed weight (0: no valid neighbour)."""
+    half = max(1, int(round(3 * sigma)))
+    x = torch.arange(-half, half + 1, device=v.device, dtype=v.dtype)
+    kern = torch.exp(-0.5 * (x / sigma) ** 2).view(1, 1, -1)
+    num = torch.nn.functional.conv1d((v * w).unsqueeze(1), kern, padding=half).squeeze(1)
+    den = torch.nn.functional.conv1d(w.unsqueeze(1), kern, padding=half).squeeze(1)
+    return num / den.clamp_min(1e-12), den
+
+
+def limb_asymmetry_torch(
+    x: torch.Tensor,
+    valid: torch.Tensor,
+    pairs: Sequence[tuple[int, int]],
+    sigma: float = 16.0,
+    rel_eps: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windowed left/right asymmetry of movement amplitude, ``(B, T, P)`` for ``P`` pairs.
+
+    Each joint's position relative to the frame's centroid (of the valid joints) is taken;
+    its movement amplitude at frame ``t`` is its Gaussian-windowed (``sigma`` frames)
+    variance around the windowed mean, summed over coordinates. The channel of a pair is
+    ``0.5 * log((amp_left + eps) / (amp_right + eps))``: 0 for symmetric movement (legs
+    swinging in anti-phase have equal windowed variance), positive when the left joint moves
+    more. ``eps`` is ``rel_eps`` times the clip's mean amplitude over all pair joints (plus
+    ``1e-4`` of its spatial variance), so joints that barely move (e.g. hips relative to the
+    pelvis) do not turn noise into large ratios, and a clip that does not move gives 0, not
+    a ratio of rounding errors.
+    Scale-free: any per-clip normalisation of ``x`` cancels.
+
+    Returns the channels and their mask (both joints of the pair valid in the frame).
+    ``x`` ``(B, T, K, D)`` (finite where ``valid``), ``valid`` ``(B, T, K)`` bool."""
+    b, t, k, d = x.shape
+    if not pairs:
+        return x.new_zeros(b, t, 0), torch.zeros(b, t, 0, dtype=torch.bool, device=x.device)
+    w = valid.to(x.dtype)
+    xz = torch.where(valid.unsqueeze(-1), x, torch.zeros_like(x))
+    n_valid = reduce(w, "b t k -> b t 1 1", "sum").clamp_min(1)
+    centre = reduce(xz * w.unsqueeze(-1), "b t k d -> b t 1 d", "sum") / n_valid
+    joints = sorted({j for p in pairs for j in p})
+    col = {j: i for i, j in enumerate(joints)}
+    rel = (xz - centre)[:, :, joints]
+    wj = w[:, :, joints]
+    flat = rearrange(rel, "b t j d -> (b j d) t")
+    wf = repeat(wj, "b t j -> (b j d) t", d=d)
+    m1, den = _window_mean(flat, wf, sigma)
+    m2, _ = _window_mean(flat * flat, wf, sigma)
+    var = reduce((m2 - m1 * m1).clamp_min(0), "(b j d) t -> b t j", "sum", b=b, d=d)
+    ok = rearrange(den, "(b j d) t -> b t j d", b=b, d=d)[..., 0] > 1e-3
+    # eps: a share of the clip's mean amplitude, floored by the clip's spatial spread (a clip
+    # that does not move at all gives 0, not a ratio of rounding errors)
+    okf = ok.to(x.dtype)
+    mean_amp = reduce(var * okf, "b t j -> b 1 1", "sum") / reduce(okf, "b t j -> b 1 1", "sum").clamp_min(1)
+    wr = wj.unsqueeze(-1)
+    spread = reduce(rel * rel * wr, "b t j d -> b 1 1", "sum") / reduce(wr, "b t j 1 -> b 1 1", "sum").clamp_min(1)
+    eps = rel_eps * mean_amp + 1e-4 * spread + 1e-12
+    li = torch.tensor([col[p[0]] for p in pairs], device=x.device)
+    ri = torch.tensor([col[p[1]] for p in pairs], device=x.device)
+    a = 0.5 * (torch.log(var[..., li] + eps) - torch.log(var[..., ri] + eps))
+    lj = torch.tensor([p[0] for p in pairs], device=x.device)
+    rj = torch.tensor([p[1] for p in pairs], device=x.device)
+    m = ok[..., li] & ok[..., ri] & valid[..., lj] & valid[..., rj]
+    return torch.where(m, a, torch.zeros_like(a)), m

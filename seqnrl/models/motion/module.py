@@ -22,6 +22,25 @@ to predict than normal walking (a frozen pose, which a predictor extrapolates pe
 as atypical as motion that is harder (tremor); ``typicality="upper"`` counts larger errors
 only. The embedding term is one-sided (being very close to normal tokens is normal).
 
+Left/right asymmetry channel (``asymmetry_weight``, 0 = off): for every pair of joints whose
+names mirror each other (``l_knee``/``r_knee``, ``LeftKnee``/``RightKnee``, see
+:func:`descriptors.mirror_pairs`), the log ratio of their movement amplitudes (windowed
+variance around the frame centroid, ``asymmetry_window`` frames;
+:func:`descriptors.limb_asymmetry_torch`) is standardised per clip position and pair with its
+mean and std on the same normal clips as the reference (buffer ``asym_ref``); the frame
+statistic ``log RMS`` of these z-scores over the pairs is standardised again (buffer
+``asym_stats``) into ``z_asym``, and ``asymmetry_weight * max(z_asym - asymmetry_margin, 0)``
+is added to the frame score: only asymmetry beyond the normal range counts, so the channel
+adds (almost) nothing to normal frames and does not dilute the other terms. Gait is
+left/right symmetric, so a limp (one leg's excursion cut) is a large, sustained deviation of
+this channel that the per-token errors see only weakly (a shortened stride is as easy to
+predict as a normal one). The channel needs no training; in ``contrib_<joint>`` its term is
+shared by the joints of the pairs in proportion to the pair's squared z-score (half to
+each side). Defaults (weight 2, window 16 frames, margin 2) were chosen on the validation
+split of the synthetic walking benchmark; it is a gait prior: set ``asymmetry_weight=0`` for
+motion that is not expected to be left/right symmetric. Per-frame signals: ``z_asym`` and
+``asym_term`` (what the channel adds to the score).
+
 Interpretability: ``contrib_<joint>`` is each joint's share of the frame score (a term is
 shared in proportion to the joints' ratios when errors are larger than usual, to their
 inverse when smaller); contributions add up to the score. Missing joints contribute nothing;
@@ -114,6 +133,10 @@ class MotionTransformerModel(NormativeModule):
         warmup_steps: linear learning-rate warm-up, then cosine decay to 10 % of ``lr`` over
             the run (``trainer.estimated_stepping_batches``).
         lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction: see the base class.
+        asymmetry_weight: weight of the left/right asymmetry channel in the score (0 = off;
+            no effect without mirrored joint names).
+        asymmetry_window: Gaussian window (sigma, frames) of the movement amplitudes it compares.
+        asymmetry_margin: only ``z_asym`` beyond this many normal standard deviations counts.
     """
 
     def __init__(
@@ -145,6 +168,9 @@ class MotionTransformerModel(NormativeModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        asymmetry_weight: float = 2.0,
+        asymmetry_window: float = 16.0,
+        asymmetry_margin: float = 2.0,
     ):
         super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
         self.save_hyperparameters()
@@ -166,6 +192,12 @@ class MotionTransformerModel(NormativeModule):
         self.register_buffer("frame_stats", torch.tensor([[0.0, 1.0]] * 3))
         self.register_buffer("bank", torch.zeros(n_joints, bank_size, dim))
         self.register_buffer("bank_count", torch.zeros(n_joints, dtype=torch.long))
+        # asymmetry channel: mean/std per clip position and mirrored pair, frame-statistic mean/std
+        self.mirror_pairs = D.mirror_pairs(self.joint_names)
+        n_pairs = len(self.mirror_pairs)
+        self.register_buffer("asym_ref", torch.stack([torch.zeros(max_len, n_pairs), torch.ones(max_len, n_pairs)]))
+        self.register_buffer("asym_stats", torch.tensor([0.0, 1.0]))
+        self.register_buffer("asym_fitted", torch.tensor(False))
         # kept training clips: (key, clip), the stat_clips smallest keys seen (sorted)
         self._reservoir: list[tuple[int, torch.Tensor]] = []
         self._dirty = False
@@ -382,6 +414,7 @@ class MotionTransformerModel(NormativeModule):
             if v.numel() >= 2:
                 self.frame_stats[c, 0] = float(v.mean())
                 self.frame_stats[c, 1] = float(v.std().clamp_min(1e-3))
+        self.fit_asymmetry(ref_clips, batch_size)
         self.ref_fitted.fill_(True)
         self._dirty = False
 
@@ -454,6 +487,8 @@ class MotionTransformerModel(NormativeModule):
             contrib = contrib + weights[key] * term[..., None] * w / w.sum(-1, keepdim=True).clamp_min(1e-12)
             out[f"z_{key}"] = z
             out[RATIO_NAMES[key]] = torch.where(ok, ((r - RATIO_FLOOR) * m).sum(-1) / m.sum(-1).clamp_min(1), torch.ones_like(fs))
+        if self.uses_asymmetry:
+            score, contrib = self._add_asymmetry(x, valid, score, contrib, out)
         fps = batch.get(B.FPS)
         fps_t = fps.to(x) if isinstance(fps, torch.Tensor) else torch.full((b,), float("nan"), device=x.device)
         fps_t = torch.where(torch.isfinite(fps_t) & (fps_t > 0), fps_t, torch.ones_like(fps_t))
@@ -461,6 +496,70 @@ class MotionTransformerModel(NormativeModule):
         for j, name in enumerate(self.joint_names):
             out[f"contrib_{name}"] = contrib[..., j]
         return out
+
+    # -- left/right asymmetry channel --------------------------------------------------------
+    @property
+    def uses_asymmetry(self) -> bool:
+        return self.hparams.get("asymmetry_weight", 0.0) > 0 and len(self.mirror_pairs) > 0 and bool(self.asym_fitted)
+
+    def asymmetry(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pair log amplitude ratios ``(B, T, P)`` of prepared clips and their mask."""
+        return D.limb_asymmetry_torch(x, valid, self.mirror_pairs, self.hparams.get("asymmetry_window", 16.0))
+
+    def _asym_frame_stat(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``log RMS`` over the pairs of their standardised ratios ``(B, T)``, which frames have
+        a pair, and the per-pair squared z-scores ``(B, T, P)``."""
+        a, m = self.asymmetry(x, valid)
+        t = a.shape[1]
+        z2 = ((a - self.asym_ref[0, :t].to(a)) / self.asym_ref[1, :t].to(a)) ** 2 * m
+        cnt = m.sum(-1)
+        return 0.5 * torch.log(z2.sum(-1) / cnt.clamp_min(1) + 1e-6), cnt > 0, z2
+
+    @torch.no_grad()
+    def fit_asymmetry(self, clips: torch.Tensor, batch_size: int = 16) -> None:
+        """Fit ``asym_ref`` (per clip position and pair) and ``asym_stats`` on normal clips
+        ``(N, T, K, D)``; positions beyond ``T`` take the pooled per-pair values."""
+        if not self.mirror_pairs or len(clips) == 0:
+            return
+        parts = [self.asymmetry(*self._prepare_clips(clips[i : i + batch_size])[:2]) for i in range(0, len(clips), batch_size)]
+        a, m = torch.cat([p[0] for p in parts]).double(), torch.cat([p[1] for p in parts]).double()
+        n = m.sum(0)
+        mean = (a * m).sum(0) / n.clamp_min(1)
+        var = ((a - mean) ** 2 * m).sum(0) / (n - 1).clamp_min(1)
+        pooled_mean = (a * m).sum((0, 1)) / m.sum((0, 1)).clamp_min(1)
+        pooled_sd = (((a - pooled_mean) ** 2 * m).sum((0, 1)) / (m.sum((0, 1)) - 1).clamp_min(1)).sqrt()
+        sd = torch.where(n > 1, var.sqrt(), pooled_sd).clamp_min(1e-3)
+        mean = torch.where(n > 0, mean, pooled_mean)
+        t = a.shape[1]
+        ref = torch.stack([pooled_mean.expand(self.hparams.max_len, -1), pooled_sd.clamp_min(1e-3).expand(self.hparams.max_len, -1)]).clone()
+        ref[:, :t] = torch.stack([mean, sd])
+        self.asym_ref.copy_(ref.to(self.asym_ref))
+        fs = torch.cat([f[ok] for f, ok, _ in (self._asym_frame_stat(*self._prepare_clips(clips[i : i + batch_size])[:2]) for i in range(0, len(clips), batch_size))])
+        if fs.numel() >= 2:
+            self.asym_stats.copy_(torch.stack([fs.mean(), fs.std().clamp_min(1e-3)]).to(self.asym_stats))
+            self.asym_fitted.fill_(True)
+
+    def _add_asymmetry(self, x, valid, score, contrib, out):
+        """Add ``asymmetry_weight * max(z_asym - asymmetry_margin, 0)`` to ``score`` ``(B, T)`` and share it among
+        the joints of the pairs in ``contrib`` ``(B, T, K)``; puts ``z_asym`` and the added
+        ``asym_term`` in ``out`` (``score - asym_term`` is the score without the channel)."""
+        fs, ok, z2 = self._asym_frame_stat(x, valid)
+        z = torch.where(ok, (fs - self.asym_stats[0].to(x)) / self.asym_stats[1].to(x), torch.zeros_like(fs))
+        term = self.hparams.asymmetry_weight * (z - self.hparams.get("asymmetry_margin", 2.0)).clamp_min(0)
+        share = torch.zeros_like(contrib)
+        for c, (li, ri) in enumerate(self.mirror_pairs):
+            share[..., li] += 0.5 * z2[..., c]
+            share[..., ri] += 0.5 * z2[..., c]
+        out["z_asym"], out["asym_term"] = z, term
+        return score + term, contrib + term[..., None] * share / share.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the asymmetry channel: keep it off (unfitted) instead of failing
+        if prefix + "ref_error" in state_dict and prefix + "asym_fitted" not in state_dict:
+            state_dict[prefix + "asym_ref"] = torch.stack([torch.zeros_like(self.asym_ref[0]), torch.ones_like(self.asym_ref[1])])
+            state_dict[prefix + "asym_stats"] = torch.tensor([0.0, 1.0])
+            state_dict[prefix + "asym_fitted"] = torch.tensor(False)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- per-video descriptors ------------------------------------------------------------
     def describe(
