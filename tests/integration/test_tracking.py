@@ -1,6 +1,7 @@
 """W&B offline logging through the CLI, read back from the local run files."""
 
 import os
+import time
 
 import pytest
 
@@ -27,8 +28,14 @@ def test_wandb_offline_run_has_metrics_config_seed_commit_and_checkpoint(tmp_pat
     wandb.finish()  # flush the offline run as the process exit would
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    run = read_wandb_run(runs[0])
-    keys = set().union(*run["history"])
+    # the offline writer flushes the run file asynchronously after finish(): wait for it
+    deadline = time.monotonic() + 60
+    while True:
+        run = read_wandb_run(runs[0])
+        keys = set().union(*run["history"])
+        if "val/frame_auroc_micro" in keys and run["artifacts"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert {"train/loss", "val/loss", "val/frame_auroc_micro"} <= keys
     assert run["config"]["run"]["seed"] == 123
     assert run["config"]["run"]["git_commit"] == git_commit()
