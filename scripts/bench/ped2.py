@@ -12,7 +12,16 @@ Training is budgeted in time: a few probe steps measure the seconds per step (an
 refresh), the number of whole epochs that fit in ``--minutes`` is planned (so the learning-rate
 schedule decays over the run and every epoch fills the normal bank), and ``--minutes`` is
 also a hard cap. The last two training clips are normal validation data: they calibrate the
-scores (no test clip is used to choose anything).
+scores and choose how they are pooled (no test clip is used to choose anything).
+
+Score selection on validation pseudo-anomalies (``--select``, default on): after training,
+copies of the validation clips are sped up locally (a band of a quarter to a half of the
+width takes every 3rd-4th frame for 20-40 frames: its walkers move at a cyclist's speed;
+the skipped-frame pseudo-anomalies of Astrid et al., BMVC 2021, made local). The model scores the unchanged and the sped-up validation clips, and
+the candidate scores (the share of worst patches pooled per frame x the weights of
+the prediction error and the embedding distance) are ranked by their pooled frame AUROC there;
+the best is kept for calibration and the test. The same validation AUROC, printed for each
+``--model``, is how two objectives are compared without the test clips.
 
 Reported: pooled ("micro") frame AUROC of global scores (one score scale for every video,
 possible on a live stream: our headline); the pooled AUROC after per-video min-max
@@ -45,7 +54,13 @@ REFERENCES = {
     "frame difference, DESIGN.md (global / per-video)": "0.912 / 0.897",
     "MNAD compute-matched, 2 CPU cores, 46 min (DESIGN.md)": "0.925 / 0.938",
 }
-KEYS = ("frame_auroc_micro", "frame_auroc_micro_pervideo_norm", "frame_auroc_macro", "frame_ap", "frame_eer")
+KEYS = (
+    "frame_auroc_micro",
+    "frame_auroc_micro_pervideo_norm",
+    "frame_auroc_macro",
+    "frame_ap",
+    "frame_eer",
+)
 
 
 def frame_difference(dm) -> dict:
@@ -94,8 +109,13 @@ def plan_epochs(model, dm, minutes: float, probe_steps: int = 3) -> dict:
     steps_per_epoch = len(loader)
     epoch_s = steps_per_epoch * step_s + refresh_s
     epochs = max(1, int(minutes * 60 // epoch_s))
-    return {"seconds_per_step": step_s, "seconds_per_bank_refresh": refresh_s, "steps_per_epoch": steps_per_epoch,
-            "seconds_per_epoch": epoch_s, "planned_epochs": epochs}
+    return {
+        "seconds_per_step": step_s,
+        "seconds_per_bank_refresh": refresh_s,
+        "steps_per_epoch": steps_per_epoch,
+        "seconds_per_epoch": epoch_s,
+        "planned_epochs": epochs,
+    }
 
 
 def scoring_speed(model, dm, max_batches: int = 8) -> dict:
@@ -117,11 +137,144 @@ def scoring_speed(model, dm, max_batches: int = 8) -> dict:
             n += int((batch[B.FRAME_INDEX] >= 0).sum())
     stride = dm.stride or max(1, dm.clip_len // 2)
     wfps = n / max(secs, 1e-9)
-    return {"window_frames_per_second": wfps, "windows_per_frame": dm.clip_len / stride,
-            "stream_frames_per_second": wfps * stride / dm.clip_len}
+    return {
+        "window_frames_per_second": wfps,
+        "windows_per_frame": dm.clip_len / stride,
+        "stream_frames_per_second": wfps * stride / dm.clip_len,
+    }
 
 
-def fit_budgeted(model, dm, minutes: float, seed: int) -> dict:
+TOPK_CANDIDATES = (0.02, 0.05, 0.1)
+WEIGHT_CANDIDATES = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # (error_weight, embed_weight)
+
+
+def speedup_copies(frames, n_copies: int, rng) -> list:
+    """Pseudo-anomalous copies ``[(frames (C, T, H, W), labels (T,))]`` of a normal clip, a
+    local version of the skipped-frame pseudo-anomalies of Astrid et al. (BMVC 2021): in a
+    vertical band of a quarter to a half of the width (the band where the source frames move
+    most), frames are taken every 3rd-4th frame for 20-40 frames, so the walkers there move
+    at a cyclist's speed; the camera is fixed, so the band's edges show no seam where nothing
+    moves. Those frames are labelled 1."""
+    import numpy as np
+    import torch
+
+    c, t, h, w = frames.shape
+    x = frames.float()
+    col_motion = (x[:, 1:] - x[:, :-1]).abs().mean(dim=(0, 2))  # (T-1, W)
+    out = []
+    for _ in range(n_copies):
+        step = int(rng.integers(3, 5))
+        span = int(rng.integers(20, 41))
+        span = min(span, (t - 1) // step)
+        src = int(rng.integers(0, t - span * step))
+        start = int(rng.integers(0, t - span + 1))
+        bw = int(rng.integers(w // 4, w // 2 + 1))
+        energy = col_motion[src : src + span * step].sum(0).cumsum(0)
+        energy = torch.cat([energy.new_zeros(1), energy])
+        x0 = int((energy[bw:] - energy[:-bw]).argmax())
+        copy, labels = frames.clone(), np.zeros(t, dtype=np.int64)
+        idx = torch.arange(span) * step + src
+        copy[:, start : start + span, :, x0 : x0 + bw] = frames[:, idx, :, x0 : x0 + bw]
+        labels[start : start + span] = 1
+        out.append((copy, labels))
+    return out
+
+
+def score_video(model, frames, clip_len: int, stride: int, batch_size: int = 16) -> dict:
+    """Per-frame ``recon_err`` and ``embed_dist`` of a whole video ``(C, T, H, W)``: windows at
+    ``stride`` (as the test loader makes them), averaged per frame."""
+    import torch
+
+    from seqnrl import batch as B
+    from seqnrl.data.clips import eval_window_starts, window_indices
+    from seqnrl.scoring.aggregate import FrameScoreAccumulator
+
+    n = frames.shape[1]
+    starts = eval_window_starts(n, clip_len, stride)
+    acc = FrameScoreAccumulator()
+    model.eval()
+    for s in range(0, len(starts), batch_size):
+        clips, index = [], []
+        for st in starts[s : s + batch_size]:
+            idx, valid = window_indices(st, clip_len, n)
+            clips.append(B.make_sample(frames[:, idx], video_id="v")[B.VIDEO])
+            index.append(torch.where(valid, idx, torch.full_like(idx, -1)))
+        with torch.no_grad():
+            comp = model.components(torch.stack(clips).to(model.device))
+        acc.add(
+            ["v"] * len(clips),
+            torch.stack(index),
+            comp["recon_err"],
+            n_frames=torch.full((len(clips),), n),
+            extra={"embed_dist": comp["embed_dist"]},
+        )
+    r = acc.results()["v"]
+    return {"recon_err": r.scores, "embed_dist": r.extra["embed_dist"]}
+
+
+def select_score(model, dm, seed: int, copies_per_clip: int = 4) -> dict:
+    """Rank the candidate scores (``TOPK_CANDIDATES`` x ``WEIGHT_CANDIDATES``) by pooled frame
+    AUROC on the validation clips and their sped-up copies, set the best on the model
+    (refreshing its bank and statistics) and return the ranking. The frame-difference
+    reference is scored on the same videos for comparison."""
+    import numpy as np
+
+    from seqnrl.metrics.anomaly import frame_metrics
+    from seqnrl.scoring.aggregate import smooth_scores
+    from seqnrl.scoring.baselines import frame_difference_scores
+
+    rng = np.random.default_rng(seed)
+    ds = dm.dataset("val")
+    videos = {}
+    for i, rec in enumerate(ds.records):
+        frames = ds._load(i).frames
+        videos[rec.video_id] = (frames, np.zeros(frames.shape[1], dtype=np.int64))
+        for j, (f, lab) in enumerate(speedup_copies(frames, copies_per_clip, rng)):
+            videos[f"{rec.video_id}_speedup{j}"] = (f, lab)
+    labels = {k: lab for k, (_, lab) in videos.items()}
+    hp, sigma = model.hparams, float(model.hparams.smooth_sigma)
+    fd = frame_metrics({k: frame_difference_scores(f) for k, (f, _) in videos.items()}, labels)
+    rows = []
+    for topk in TOPK_CANDIDATES:
+        hp.error_topk = hp.embed_topk = topk
+        model.refresh_bank()
+        comps = {
+            k: score_video(model, f, dm.clip_len, dm.stride or dm.clip_len // 2)
+            for k, (f, _) in videos.items()
+        }
+        for we, wd in WEIGHT_CANDIDATES:
+            scores = {}
+            for k, c in comps.items():
+                z = we * (c["recon_err"] - float(model.err_mean)) / float(model.err_std) + wd * (
+                    c["embed_dist"] - float(model.dist_mean)
+                ) / float(model.dist_std)
+                scores[k] = smooth_scores(z, sigma)
+            m = frame_metrics(scores, labels)
+            rows.append(
+                {
+                    "topk": topk,
+                    "error_weight": we,
+                    "embed_weight": wd,
+                    "val_pseudo_auroc_micro": m["frame_auroc_micro"],
+                    "val_pseudo_ap": m["frame_ap"],
+                }
+            )
+    best = max(rows, key=lambda r: r["val_pseudo_auroc_micro"])
+    hp.error_topk = hp.embed_topk = best["topk"]
+    hp.error_weight, hp.embed_weight = best["error_weight"], best["embed_weight"]
+    model.refresh_bank()
+    model._bank_seen = model._seen_total  # validation keeps this bank
+    return {
+        "candidates": rows,
+        "chosen": best,
+        "videos": len(videos),
+        "pseudo_anomalous_frames": int(sum(lab.sum() for lab in labels.values())),
+        "frames": int(sum(len(lab) for lab in labels.values())),
+        "frame_difference_val_pseudo_auroc_micro": fd["frame_auroc_micro"],
+    }
+
+
+def fit_budgeted(model, dm, minutes: float, seed: int, select: bool = False) -> dict:
     """Fit for the whole epochs planned to fit in ``minutes`` (also a hard cap; planning
     counts), validate on the normal validation clips (bank refresh + calibration), test, and
     time every part. Results stay in ``model.last_results`` / ``model.last_metrics``."""
@@ -139,18 +292,45 @@ def fit_budgeted(model, dm, minutes: float, seed: int) -> dict:
     print(f"plan: { {k: round(v, 2) for k, v in plan.items()} }", flush=True)
     pl.seed_everything(seed, workers=True, verbose=False)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=plan["planned_epochs"], max_time={"minutes": left},
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=plan["planned_epochs"],
+        max_time={"minutes": left},
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     fit_s = time.perf_counter() - t0
     epochs, steps = trainer.current_epoch, int(trainer.global_step)
-    evaluator = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                           enable_progress_bar=False, enable_model_summary=False)
+    selection, select_s = None, 0.0
+    if select and hasattr(model, "refresh_bank"):
+        t0 = time.perf_counter()
+        selection = select_score(model, dm, seed)
+        select_s = time.perf_counter() - t0
+        c = selection["chosen"]
+        print(
+            f"validation pseudo-anomalies: chose topk {c['topk']}, error_weight {c['error_weight']}, "
+            f"embed_weight {c['embed_weight']} (AUROC {c['val_pseudo_auroc_micro']:.3f}; frame difference "
+            f"{selection['frame_difference_val_pseudo_auroc_micro']:.3f})",
+            flush=True,
+        )
+    evaluator = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     t0 = time.perf_counter()
-    evaluator.validate(model, datamodule=dm, verbose=False)  # bank (if stale) + calibration on normal clips
+    evaluator.validate(
+        model, datamodule=dm, verbose=False
+    )  # bank (if stale) + calibration on normal clips
     val_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     evaluator.test(model, datamodule=dm, verbose=False)
@@ -165,15 +345,20 @@ def fit_budgeted(model, dm, minutes: float, seed: int) -> dict:
         "epochs": epochs,
         "steps": steps,
         "validate_seconds": val_s,
+        "selection": selection,
+        "selection_seconds": select_s,
         "test_seconds": test_s,
         "frames_scored": n_frames,
         "frames_per_second": n_frames / max(test_s, 1e-9),
-        "calibration": {"n_ref": int(model.calibrator.n_ref), "threshold": float(model.calibrator.threshold),
-                        "target_fpr": float(model.calibrator.target_fpr)},
+        "calibration": {
+            "n_ref": int(model.calibrator.n_ref),
+            "threshold": float(model.calibrator.threshold),
+            "target_fpr": float(model.calibrator.target_fpr),
+        },
     }
 
 
-def train_and_test(model, dm, minutes: float, seed: int) -> dict:
+def train_and_test(model, dm, minutes: float, seed: int, select: bool = False) -> dict:
     """:func:`fit_budgeted`, then the frame metrics of the score, of its components
     (diagnostics) and of every test video."""
     import torch
@@ -181,40 +366,74 @@ def train_and_test(model, dm, minutes: float, seed: int) -> dict:
     from seqnrl.metrics.anomaly import frame_metrics
     from seqnrl.scoring.aggregate import smooth_scores
 
-    run = fit_budgeted(model, dm, minutes, seed)
+    run = fit_budgeted(model, dm, minutes, seed, select)
     res = model.last_results
     labels = {k: v.labels for k, v in res.items()}
     sigma = float(model.hparams.smooth_sigma)
     components = {}
     for sig in ("embed_dist", "recon_err"):
         if all(sig in v.extra for v in res.values()):
-            m = frame_metrics({k: smooth_scores(v.extra[sig], sigma) for k, v in res.items()}, labels)
+            m = frame_metrics(
+                {k: smooth_scores(v.extra[sig], sigma) for k, v in res.items()}, labels
+            )
             components[sig] = {k: m[k] for k in KEYS}
     per_video = {}
     for k, v in res.items():
         m = frame_metrics({k: v.scores}, {k: v.labels})
         flagged = model.calibrator.is_anomalous(torch.as_tensor(v.scores)).numpy()
-        per_video[k] = {"frames": v.n_frames, "anomalous_frames": int((v.labels == 1).sum()),
-                        "frame_auroc": m["frame_auroc_micro"],
-                        "flagged_share_normal_frames": float(flagged[v.labels == 0].mean()) if (v.labels == 0).any() else None,
-                        "flagged_share_anomalous_frames": float(flagged[v.labels == 1].mean()) if (v.labels == 1).any() else None}
-    return {"metrics": {k: model.last_metrics[k] for k in KEYS}, "components_diagnostic": components,
-            "per_video": per_video, **run}
+        per_video[k] = {
+            "frames": v.n_frames,
+            "anomalous_frames": int((v.labels == 1).sum()),
+            "frame_auroc": m["frame_auroc_micro"],
+            "scores": [round(float(x), 4) for x in v.scores],
+            "labels": [int(x) for x in v.labels],
+            "flagged_share_normal_frames": float(flagged[v.labels == 0].mean())
+            if (v.labels == 0).any()
+            else None,
+            "flagged_share_anomalous_frames": float(flagged[v.labels == 1].mean())
+            if (v.labels == 1).any()
+            else None,
+        }
+    return {
+        "metrics": {k: model.last_metrics[k] for k in KEYS},
+        "components_diagnostic": components,
+        "per_video": per_video,
+        **run,
+    }
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--root", default=str(SHARED_DATA / "ped2"))
-    ap.add_argument("--model", default=None, help="model YAML (class_path + init_args); omit for the reference only")
-    ap.add_argument("--minutes", type=float, default=60.0, help="training time budget (planning included)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model YAML (class_path + init_args); omit for the reference only",
+    )
+    ap.add_argument(
+        "--minutes", type=float, default=60.0, help="training time budget (planning included)"
+    )
     ap.add_argument("--size", type=int, nargs=2, default=[64, 96], metavar=("H", "W"))
     ap.add_argument("--clip-len", type=int, default=8)
     ap.add_argument("--stride", type=int, default=4, help="evaluation window stride")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--samples-per-video", type=int, default=64, help="random training clips per video and epoch")
+    ap.add_argument(
+        "--samples-per-video",
+        type=int,
+        default=64,
+        help="random training clips per video and epoch",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="ped2")
+    ap.add_argument(
+        "--no-select",
+        dest="select",
+        action="store_false",
+        help="keep the YAML's score pooling and weights (no validation pseudo-anomalies)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -226,42 +445,74 @@ def main(argv=None) -> dict:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     t_all = time.perf_counter()
-    dm = Ped2DataModule(root=args.root, image_size=tuple(args.size), clip_len=args.clip_len, stride=args.stride,
-                        batch_size=args.batch_size, samples_per_video=args.samples_per_video, seed=args.seed)
+    dm = Ped2DataModule(
+        root=args.root,
+        image_size=tuple(args.size),
+        clip_len=args.clip_len,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        samples_per_video=args.samples_per_video,
+        seed=args.seed,
+    )
     rows, result = [], {"settings": vars(args), "references": REFERENCES}
     result["title"] = "UCSD Ped2, test clips 01-06: frame AUROC"
     result["description"] = (
         "micro_global: all test frames pooled, one global score scale (our headline, possible live); "
         "micro_pervideo_norm: pooled after per-video min-max normalisation (needs the whole video; "
         "papers' convention, for comparison only); macro: mean per-video AUROC. "
-        f"Grey {args.size[0]}x{args.size[1]}, {args.threads} CPU threads; train_min includes planning.")
+        f"Grey {args.size[0]}x{args.size[1]}, {args.threads} CPU threads; train_min includes planning."
+    )
     fd = frame_difference(dm)
     result["frame_difference"] = fd
-    rows.append({"method": "frame difference (top-1%, smoothed)", "micro_global": fd["metrics"]["frame_auroc_micro"],
-                 "micro_pervideo_norm": fd["metrics"]["frame_auroc_micro_pervideo_norm"],
-                 "macro": fd["metrics"]["frame_auroc_macro"], "train_min": 0.0, "frames/s": fd["frames_per_second"]})
+    rows.append(
+        {
+            "method": "frame difference (top-1%, smoothed)",
+            "micro_global": fd["metrics"]["frame_auroc_micro"],
+            "micro_pervideo_norm": fd["metrics"]["frame_auroc_micro_pervideo_norm"],
+            "macro": fd["metrics"]["frame_auroc_macro"],
+            "train_min": 0.0,
+            "frames/s": fd["frames_per_second"],
+        }
+    )
     if args.model:
         overrides = {"in_channels": 1, "image_size": list(args.size), "clip_len": args.clip_len}
         model = load_model_config(args.model, overrides)
-        r = train_and_test(model, dm, args.minutes, seed=args.seed)
+        r = train_and_test(model, dm, args.minutes, seed=args.seed, select=args.select)
         if hasattr(model, "score_frames"):
             r["speed"] = scoring_speed(model, dm)
         result["model"] = {"config": args.model, "overrides": overrides, **r}
         m = r["metrics"]
-        rows.append({"method": Path(args.model).stem, "micro_global": m["frame_auroc_micro"],
-                     "micro_pervideo_norm": m["frame_auroc_micro_pervideo_norm"], "macro": m["frame_auroc_macro"],
-                     "train_min": r["train_minutes"], "frames/s": r["frames_per_second"]})
+        rows.append(
+            {
+                "method": Path(args.model).stem,
+                "micro_global": m["frame_auroc_micro"],
+                "micro_pervideo_norm": m["frame_auroc_micro_pervideo_norm"],
+                "macro": m["frame_auroc_macro"],
+                "train_min": r["train_minutes"],
+                "frames/s": r["frames_per_second"],
+            }
+        )
         for sig, cm in r["components_diagnostic"].items():
-            rows.append({"method": f"  component {sig} (diagnostic)", "micro_global": cm["frame_auroc_micro"],
-                         "micro_pervideo_norm": cm["frame_auroc_micro_pervideo_norm"],
-                         "macro": cm["frame_auroc_macro"]})
-        print(f"epochs {r['epochs']}, steps {r['steps']}, train {r['train_minutes']:.1f} min (planning "
-              f"{r['plan_seconds']:.0f} s), validate {r['validate_seconds']:.0f} s, test {r['test_seconds']:.0f} s "
-              f"for {r['frames_scored']} frames", flush=True)
+            rows.append(
+                {
+                    "method": f"  component {sig} (diagnostic)",
+                    "micro_global": cm["frame_auroc_micro"],
+                    "micro_pervideo_norm": cm["frame_auroc_micro_pervideo_norm"],
+                    "macro": cm["frame_auroc_macro"],
+                }
+            )
+        print(
+            f"epochs {r['epochs']}, steps {r['steps']}, train {r['train_minutes']:.1f} min (planning "
+            f"{r['plan_seconds']:.0f} s), validate {r['validate_seconds']:.0f} s, test {r['test_seconds']:.0f} s "
+            f"for {r['frames_scored']} frames",
+            flush=True,
+        )
         if "speed" in r:
             print("speed:", {k: round(v, 1) for k, v in r["speed"].items()})
         for k, v in r["per_video"].items():
-            print(f"  {k}: frame AUROC {v['frame_auroc']:.3f}, {v['anomalous_frames']}/{v['frames']} anomalous")
+            print(
+                f"  {k}: frame AUROC {v['frame_auroc']:.3f}, {v['anomalous_frames']}/{v['frames']} anomalous"
+            )
     result["total_minutes"] = (time.perf_counter() - t_all) / 60
     print(table(rows))
     print("references (frame AUROC micro):", REFERENCES)
