@@ -24,6 +24,7 @@ SMALL = [
     "--data.batch_size=2",
     "--data.samples_per_video=1",
     "--model.image_size=32",
+    "--model.clip_len=16",
     "--model.dim=32",
     "--model.depth=1",
     "--model.heads=2",
@@ -51,7 +52,8 @@ def experiment_config(tmp_path: Path, model_yaml: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    "model_yaml", ["st_transformer.yaml", "st_transformer_future.yaml", "uvt.yaml"]
+    "model_yaml",
+    ["st_transformer.yaml", "st_transformer_future.yaml", "uvt.yaml", "st_ped2.yaml", "st_ped2_future.yaml"],
 )
 def test_fit_fast_dev_run(tmp_path, model_yaml):
     cfg = experiment_config(tmp_path, model_yaml)

@@ -151,6 +151,27 @@ def test_future_prediction_is_causal(backbone):
     assert not torch.allclose(a[:, :, 10:], b[:, :, 10:], atol=1e-3)
 
 
+@pytest.mark.parametrize("backbone", ["factorised", "frame_cnn"])
+def test_residual_future_prediction_adds_the_change_to_the_current_frame(backbone):
+    torch.manual_seed(0)
+    net = STTransformerNet(backbone=backbone, objective="future", residual=True, **NET).eval()
+    plain = STTransformerNet(backbone=backbone, objective="future", **NET).eval()
+    plain.load_state_dict(net.state_dict())  # same weights: the flag adds no parameter
+    v = torch.rand(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        r, _ = net.forward_future(v)
+        p, _ = plain.forward_future(v)
+        # frame t is predicted as frame t - 1 plus the decoder's output for t - 1
+        assert torch.allclose(r[:, :, 1:], p[:, :, 1:] + v[:, :, :-1], atol=1e-6)
+        # a decoder that predicts no change gives the frame difference as the error
+        net.backbone.decode = lambda tokens, *a, **k: torch.zeros_like(v)
+        err, _ = net.analyse(v)
+    assert torch.allclose(err[:, :, 1:], (v[:, :, 1:] - v[:, :, :-1]) ** 2, atol=1e-6)
+    assert torch.allclose(err[:, :, 0], err[:, :, 1])  # the first frame takes the first error
+    with pytest.raises(ValueError, match="future objective"):
+        STTransformerNet(objective="masked", residual=True, **NET)
+
+
 @pytest.mark.parametrize("backbone,objective", COMBOS)
 def test_scoring_is_deterministic_and_batch_independent(backbone, objective):
     m = tiny_model(backbone, objective, ef_weight=1.0, edes_weight=1.0).eval()

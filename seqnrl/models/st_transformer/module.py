@@ -61,6 +61,10 @@ class STTransformerModel(NormativeModule):
             (per-frame CNN + temporal transformer, the Ultrasound Video Transformer design).
         objective: ``masked`` (tube-masked tubelet reconstruction) or ``future``
             (next-frame prediction with causal temporal attention).
+        future_residual: with ``future``, predict the change from the current frame (the
+            prediction is the current frame plus the decoder's output): a scene that moves
+            as normal scenes do is predicted well and the error measures unexpected motion
+            (UCSD Ped2's cyclists and cars) rather than how hard a frame is to draw.
         patch_size, tubelet_size: tubelet shape (the tube masks use ``patch_size``).
         dim, depth, heads, mlp_ratio, dropout, pos_encoding: encoder transformer.
         decoder_dim, decoder_depth: MAE decoder of the factorised backbone.
@@ -107,6 +111,7 @@ class STTransformerModel(NormativeModule):
         clip_len: int = 16,
         backbone: Backbone = "factorised",
         objective: Objective = "masked",
+        future_residual: bool = False,
         patch_size: int = 8,
         tubelet_size: int = 1,
         dim: int = 96,
@@ -154,7 +159,7 @@ class STTransformerModel(NormativeModule):
         self.net = STTransformerNet(
             in_channels, image_size, clip_len, backbone, objective, patch_size, tubelet_size,
             dim, depth, heads, mlp_ratio, dropout, pos_encoding, decoder_dim, decoder_depth,
-            cnn_width, cnn_depth, mask_ratio, eval_masks,
+            cnn_width, cnn_depth, mask_ratio, eval_masks, future_residual,
         )  # fmt: skip
         # heads without a loss take no gradient (DDP would stop on parameters unused in the loss)
         if ef_weight == 0:

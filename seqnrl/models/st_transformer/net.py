@@ -12,7 +12,9 @@ Two self-supervised objectives, both predicting pixels:
 * ``masked``: masked tubelet reconstruction with *tube* masks (the same spatial patches are
   hidden in every frame), loss on hidden pixels only;
 * ``future``: future-frame prediction, causal temporal attention; the output at tubelet
-  ``t`` predicts tubelet ``t + 1``.
+  ``t`` predicts tubelet ``t + 1`` (with ``residual``: the change from tubelet ``t``, so
+  copying the last frame is free and the error is what the motion of normal scenes does not
+  explain).
 
 Supervised heads on the shared encoder: ejection fraction from pooled tokens and a per-frame
 ED/ES regression signal (UVT).
@@ -213,6 +215,8 @@ class STTransformerNet(nn.Module):
         cnn_width, cnn_depth: frame CNN (``frame_cnn`` backbone).
         mask_ratio: share of patches hidden by the training tube masks.
         eval_masks: number of complementary deterministic masks used to score.
+        residual: ``future`` objective only: the decoder predicts the change from the current
+            tubelet to the next (prediction = current frames + output), not the frames.
     """
 
     def __init__(
@@ -236,9 +240,12 @@ class STTransformerNet(nn.Module):
         cnn_depth: int = 3,
         mask_ratio: float = 0.75,
         eval_masks: int = 4,
+        residual: bool = False,
     ):
         super().__init__()
-        self.backbone_kind, self.objective = backbone, objective
+        if residual and objective != "future":
+            raise ValueError("residual prediction needs the future objective")
+        self.backbone_kind, self.objective, self.residual = backbone, objective, bool(residual)
         self.mask_ratio, self.dim = mask_ratio, dim
         if backbone == "factorised":
             self.backbone: FactorisedBackbone | FrameCNNBackbone = FactorisedBackbone(
@@ -291,6 +298,8 @@ class STTransformerNet(nn.Module):
         tubelet only; the first tubelet (no past) is zero. Also returns the causal tokens."""
         tokens = self.backbone.encode(video, causal=True)
         pred = self.backbone.decode(tokens, causal=True)
+        if self.residual:  # frame t + k = frame t + predicted change
+            pred = pred + video
         k = self.tubelet_size
         return F.pad(pred[:, :, :-k], (0, 0, 0, 0, k, 0)), tokens
 
