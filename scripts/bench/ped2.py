@@ -200,7 +200,7 @@ def scoring_speed(model, dm, max_batches: int = 8) -> dict:
     }
 
 
-TOPK_CANDIDATES = (0.02, 0.05, 0.1)
+TOPK_CANDIDATES = (0.02, 0.05, 0.1, 0.2, 0.4)
 WEIGHT_CANDIDATES = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # (error_weight, embed_weight)
 
 
