@@ -135,9 +135,10 @@ def plot_test_scores(
     return path
 
 
-def plan_epochs(model, dm, minutes: float, probe_steps: int = 3) -> dict:
-    """Seconds per optimiser step and per bank refresh measured on a copy of the model (so
-    the run itself is untouched), and the whole epochs that fit in ``minutes``."""
+def plan_epochs(model, dm, minutes: float, probe_steps: int = 12) -> dict:
+    """Seconds per optimiser step (median of ``probe_steps``) and per bank refresh measured on
+    a copy of the model (so the run itself is untouched), and the whole epochs that fit in
+    ``minutes``."""
     import torch
 
     from seqnrl import batch as B
@@ -147,15 +148,17 @@ def plan_epochs(model, dm, minutes: float, probe_steps: int = 3) -> dict:
     batch = next(iter(loader))
     probe = copy.deepcopy(model).train()
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-4)
-    t0 = time.perf_counter()
-    for i in range(probe_steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()  # the first step warms up
+    times = []
+    for _ in range(probe_steps + 1):
+        t0 = time.perf_counter()
         loss = probe.losses(batch)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
-    step_s = (time.perf_counter() - t0) / probe_steps
+        times.append(time.perf_counter() - t0)
+    # median of the steps after the first (warm-up): one slow step (another process on the
+    # machine) must not shrink the plan, which then leaves budget unused
+    step_s = float(sorted(times[1:])[len(times[1:]) // 2])
     refresh_s = 0.0
     if hasattr(probe, "refresh_bank"):
         t0 = time.perf_counter()
