@@ -29,6 +29,17 @@ def environment() -> dict[str, Any]:
     }
 
 
+def quiet_run(threads: int) -> None:
+    """Torch CPU threads for a benchmark, warnings off, Lightning's loggers at ERROR."""
+    import logging
+    import warnings
+
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def save(name: str, result: dict[str, Any], out_dir: str | Path = REPO / "bench_out") -> Path:
     cmd = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(REPO)) if Path(sys.argv[0]).is_file() else sys.argv[0], *sys.argv[1:]])
     result = {"benchmark": name, "command": result.pop("command", cmd), **result, "environment": environment()}

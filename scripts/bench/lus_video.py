@@ -21,17 +21,15 @@ clips. Caveat: the probes differ (linear vs convex) and are not balanced between
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench._common import SHARED_DATA, load_model_config, save, table  # noqa: E402
+from scripts.bench._common import SHARED_DATA, load_model_config, quiet_run, save, table  # noqa: E402
 from scripts.bench.ped2 import fit_budgeted  # noqa: E402
 
 PATIENT_GROUPS = ("pat1", "pat2", "pat3")
@@ -107,14 +105,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--name", default="lus_video")
     args = ap.parse_args(argv)
 
-    import torch
 
     from seqnrl.scoring.aggregate import video_score
 
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_run(args.threads)
     t_all = time.perf_counter()
     grp = groups(args.root)
     names = list(grp)

@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import math
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench._common import REPO, SHARED_DATA, load_model_config, save, table  # noqa: E402
+from scripts.bench._common import REPO, SHARED_DATA, load_model_config, quiet_run, save, table  # noqa: E402
 
 REFERENCES = {
     "future-frame prediction (Liu et al. 2018)": 0.954,
@@ -495,14 +493,10 @@ def main(argv=None) -> dict:
     )
     args = ap.parse_args(argv)
 
-    import torch
 
     from data_modules.ped2 import Ped2DataModule
 
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_run(args.threads)
     t_all = time.perf_counter()
     dm = Ped2DataModule(
         root=args.root,

@@ -25,10 +25,8 @@ comparison says only that the heads work, not that they match UVT on patients.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from data_modules.synthetic import SyntheticEchoDataModule  # noqa: E402
-from scripts.bench._common import load_model_config, save, table  # noqa: E402
+from scripts.bench._common import load_model_config, quiet_run, save, table  # noqa: E402
 from scripts.bench.ped2 import fit_budgeted  # noqa: E402
 from seqnrl.data.clips import VideoRecord  # noqa: E402
 
@@ -89,14 +87,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--name", default="st_echo_heads")
     args = ap.parse_args(argv)
 
-    import torch
 
     from seqnrl.metrics.regression import ef_metrics
 
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_run(args.threads)
     t_all = time.perf_counter()
     dm = WideEFEchoDataModule(
         ef_range=tuple(args.ef_range), n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
