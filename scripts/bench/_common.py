@@ -40,12 +40,46 @@ def quiet_run(threads: int) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+RESULTS_DIR = REPO / "docs" / "results"  # tracked: what the README's results are built from
+FIGURES_DIR = REPO / "docs" / "figures"
+PUBLISHED_KEYS = ("benchmark", "title", "description", "table", "references", "references_text",
+                  "figures", "command", "environment")
+
+
+def publish(result: dict[str, Any], results_dir: Path = RESULTS_DIR, figures_dir: Path = FIGURES_DIR) -> Path:
+    """Write the small, tracked copy of a benchmark result that ``scripts/make_results.py``
+    builds the README from: the table, its text, command and environment, and its figures
+    copied to ``docs/figures/`` (per-frame arrays, checkpoints and videos stay in
+    ``bench_out/``). The latest run replaces the previous one; move a superseded run you want
+    to keep to ``docs/results_history.md``."""
+    import shutil
+
+    slim = {k: result[k] for k in PUBLISHED_KEYS if k in result}
+    figs = []
+    for fig in slim.get("figures", []):
+        src = Path(fig)
+        if src.is_file():
+            figures_dir.mkdir(parents=True, exist_ok=True)
+            dst = figures_dir / src.name
+            if src.resolve() != dst.resolve():
+                shutil.copy2(src, dst)
+            figs.append(str(dst.relative_to(REPO)) if dst.is_relative_to(REPO) else str(dst))
+    slim["figures"] = figs
+    path = results_dir / f"{result.get('publish_as', result['benchmark'])}.json"
+    write_json(path, slim)
+    return path
+
+
 def save(name: str, result: dict[str, Any], out_dir: str | Path = REPO / "bench_out") -> Path:
+    """Write the full result to ``<out_dir>/<name>.json`` and, when it has a table and is
+    written to the default place, its published copy to ``docs/results/<name>.json``."""
     cmd = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(REPO)) if Path(sys.argv[0]).is_file() else sys.argv[0], *sys.argv[1:]])
     result = {"benchmark": name, "command": result.pop("command", cmd), **result, "environment": environment()}
     path = Path(out_dir) / f"{name}.json"
     write_json(path, result)
     print(f"\nwrote {path}")
+    if result.get("table") and Path(out_dir).resolve() == (REPO / "bench_out").resolve():
+        print(f"published {publish(result)} (run python scripts/make_results.py to update the README)")
     return path
 
 

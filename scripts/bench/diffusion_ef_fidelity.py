@@ -294,6 +294,7 @@ def reanalyse(a) -> dict:
         title=src["title"] + " (re-analysed)", table=rows, by_level=by_level,
         source_json=str(a.reanalyse), source_command=src.get("command"),
         max_plausible_ef=a.max_plausible_ef,
+        publish_as=a.name,  # the re-analysis supersedes the original table in the README
     )  # fmt: skip
     save(a.name + "_reanalysed", result)
     return result

@@ -208,6 +208,7 @@ def main(argv=None) -> dict:
     print(f"cadence: median |estimate - generator| = {cad_err:.1f} steps/min")
     print(f"fit {t_fit:.0f} s, total {out['total_seconds']:.0f} s")
     out["table"] = rows
+    out["title"] = "Motion anomalies on synthetic motion: frame AUROC"
     save(a.out.stem, out, a.out.parent)
     return out
 

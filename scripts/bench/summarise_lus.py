@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     example = next(r for r in recs if r["patient"] == "pat1" and r["path_zone"] == 2)
     figures = example_figures(example, cfgs["dsn+normative"], model, out.parent / f"{out.stem}_example", out.stem)
-    save(out.stem, {"title": "Lung-ultrasound examination summaries (target: every zone and the pathological clip)",
+    save(out.stem, {"title": f"Lung-ultrasound examination summaries, {'learned encoder' if args.ckpt else 'fallback'} features (target: every zone and the pathological clip)",
                     "description": f"{len(recs)} examinations built from six zone clips of pat1..pat3 (18 with one zone "
                     f"replaced by a pathological clip), {args.budget:.0%} budget, features: {feat}, selection: "
                     f"{args.selection}. zone_coverage: fraction of zones with a selected frame; path_recall: "

@@ -39,7 +39,9 @@ class TimestepEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(self.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(t, self.freq_dim, self.max_period))
+        # the sinusoid is computed in float32 (or the caller's float64) and cast to the weights
+        emb = sinusoidal_embedding(t, self.freq_dim, self.max_period)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))
 
 
 class ScalarConditionEmbedding(nn.Module):

@@ -4,7 +4,6 @@ mask files, the cache and the transform."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -270,7 +269,6 @@ def test_mode_resolution_order(tmp_path):
 # ---------------------------------------------------------------------------------------
 def test_real_lung_clip_keeps_the_moving_area_and_drops_burnt_in_text():
     clip = shared_data("lus/videos/Reg_pat1Image_133327.mpeg")
-    t0 = time.perf_counter()
     frames = S.sample_frames(clip, SectorParams(sample_frames=32))
     std = ndimage.uniform_filter(frames.astype(np.float32).std(axis=0), 5)
     moving = std > 2.0
@@ -286,4 +284,3 @@ def test_real_lung_clip_keeps_the_moving_area_and_drops_burnt_in_text():
     assert 0.6 < res.area_fraction < 0.95
     masked = apply_mask(torch.from_numpy(text_frames)[None], res.mask)
     assert int(masked[0][:, torch.from_numpy(text)].max()) == 0
-    assert time.perf_counter() - t0 < 20

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -190,15 +188,11 @@ def test_keypoint_mask_and_all_nan_error():
 # -- rendering ------------------------------------------------------------------------------
 
 
-def test_render_shapes_speed_and_determinism():
+def test_render_shapes_and_determinism():
+    # speed is a benchmark's business (scripts/bench), not a test's: no wall-clock assertion
     kp = make_motion(0, n_frames=100, dim=2)["keypoints"]
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        v = render_skeleton(kp, PARENTS, size=(64, 64), background="noise", seed=1)
-        best = min(best, time.perf_counter() - t0)
+    v = render_skeleton(kp, PARENTS, size=(64, 64), background="noise", seed=1)
     assert v.shape == (1, 100, 64, 64) and v.dtype == torch.uint8
-    assert best < 1.0, f"rendering 100 frames at 64x64 took {best:.2f} s"
     assert torch.equal(v, render_skeleton(kp, PARENTS, size=(64, 64), background="noise", seed=1))
     assert not torch.equal(
         v, render_skeleton(kp, PARENTS, size=(64, 64), background="noise", seed=2)

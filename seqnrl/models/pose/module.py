@@ -205,7 +205,7 @@ class PoseTemplateModel(pl.LightningModule):
         ``(B, C, T, H, W)`` (or ``(C, T, H, W)`` -> ``(T, J, 2)``), float in [0, 1] or uint8."""
         single = video.ndim == 4
         v = video[None] if single else video
-        v = v.float() / 255.0 if v.dtype == torch.uint8 else v.float()
+        v = v.to(self.dtype) / 255.0 if v.dtype == torch.uint8 else v.to(self.dtype)
         b = v.shape[0]
         frames = rearrange(v.to(self.device), "b c t h w -> (b t) c h w")
         was = self.training

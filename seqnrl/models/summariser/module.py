@@ -231,7 +231,7 @@ class SummariserModule(pl.LightningModule):
     @torch.no_grad()
     def importance(self, features: torch.Tensor) -> torch.Tensor:
         """Deterministic selection probabilities ``(T,)`` of one video."""
-        return self.policy(features.to(self.device).float())[0].cpu()
+        return self.policy(features.to(self.device, self.dtype))[0].cpu()
 
     def validation_step(self, batch: list[Item], batch_idx: int) -> None:
         h = self.hparams
