@@ -1,6 +1,8 @@
 # seqnrl: two commands do all the set-up.
-#   make demo   -> creates .venv if missing, installs seqnrl, trains the baseline normative
-#                  model on synthetic echo, writes per-frame scores and plots to outputs/demo/
+#   make demo   -> creates .venv if missing, installs seqnrl, then fit -> score -> summarise:
+#                  trains the normative spatiotemporal transformer on synthetic echo
+#                  (configs/demo.yaml), scores held-out recordings (outputs/demo/scores/),
+#                  summarises one of them and a real lung-ultrasound clip, prints a table
 #   make test   -> same install plus the pose extra (mmpose metrics), then the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,9 +32,11 @@ $(POSE_STAMP): $(STAMP)
 	@touch $(POSE_STAMP)
 
 demo: install
+	@echo "[demo 1/3] fit: normative spatiotemporal transformer on synthetic echo (configs/demo.yaml)"
 	$(VENV)/bin/seqnrl fit --config configs/demo.yaml
+	@echo "[demo 2/3] score the held-out synthetic recordings with calibrated per-frame scores"
 	$(VENV)/bin/seqnrl predict --config configs/demo.yaml --ckpt_path runs/demo/checkpoints/best.ckpt
-	@echo "per-frame scores (CSV/JSON) and score timelines (PNG): outputs/demo/"
+	$(PY) scripts/demo.py
 
 test: install-pose
 	$(PY) -m pytest -q

@@ -1,51 +1,50 @@
-"""The ``seqnrl`` command: LightningCLI with fit / validate / test / predict, plus ``score``.
+"""The ``seqnrl`` command: ``fit`` / ``validate`` / ``test`` / ``predict`` (LightningCLI, see
+:mod:`seqnrl.lightning_cli`) and ``score`` (:mod:`seqnrl.score`).
 
-``seqnrl score VIDEO... --ckpt model.ckpt [--out DIR] [--overlay] [--mask auto|none|PATH.png]
-[--smooth SIGMA] [--overwrite]`` scores recordings from a checkpoint alone (no data config;
-see :mod:`seqnrl.score`); it returns its exit code (0 ok, 1 an input failed, 2 unusable
-checkpoint or arguments).
-
-Model and data are chosen by class path (``--model``, ``--data`` or YAML files in
-``configs/``); with neither given, the baseline normative model trains on synthetic echo.
-Every run records its seed, the git commit of the code and the resolved config in each
-logger (CSV ``hparams.yaml``, W&B run config) beside Lightning's ``config.yaml``; W&B runs
-also get score timelines and example / generated clips
-(:class:`seqnrl.callbacks.wandb_media.WandbMediaCallback`).
+This module imports nothing heavy: ``seqnrl``, ``seqnrl --help`` and ``seqnrl --version``
+answer without loading torch or Lightning (a second instead of ten); a subcommand imports
+what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import sys
 
-import pytorch_lightning as pl
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+USAGE = """usage: seqnrl [-h] [--version] {fit,validate,test,predict,score} ...
 
-from seqnrl.callbacks.wandb_media import WandbMediaCallback
-from seqnrl.tracking import git_commit
+seqnrl: normative representation learning on sequences (ultrasound video, human motion).
 
-DEFAULT_MODEL = "seqnrl.models.baseline.module.FrameAutoEncoderModel"
-DEFAULT_DATA = "data_modules.synthetic.SyntheticEchoDataModule"
+subcommands:
+  fit        train a model (LightningCLI): seqnrl fit --config configs/demo.yaml
+  validate   validate a checkpoint on a data module's validation set
+  test       test a checkpoint on a data module's test set
+  predict    write calibrated per-frame scores of a data module's test set (ScoreWriter)
+  score      score video files / folders / DICOM from a checkpoint alone:
+             seqnrl score VIDEO... --ckpt model.ckpt [--out DIR]
 
+options:
+  -h, --help  show this message; `seqnrl SUBCOMMAND --help` lists a subcommand's options
+  --version   print the version
 
-class RunMetadataCallback(SaveConfigCallback):
-    """Save ``config.yaml`` and log seed, git commit and the resolved config to the loggers."""
-
-    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        cfg = self.config.as_dict()
-        meta = {"seed": cfg.get("seed_everything"), "git_commit": git_commit(), "config": cfg}
-        for logger in trainer.loggers:
-            logger.log_hyperparams({"run": meta})
-
-
-class SeqNRLCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}, "data": {"class_path": DEFAULT_DATA}})
+Every option of fit/validate/test/predict: seqnrl fit --print_config
+"""
 
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``seqnrl`` console script; returns the process exit code."""
     argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] == "score":
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from seqnrl import __version__
+
+        print(f"seqnrl {__version__}")
+        return 0
+    from seqnrl.quiet import quiet_third_party
+
+    quiet_third_party()
+    if argv[0] == "score":
         from seqnrl.score import score_main
 
         return score_main(argv[1:])
@@ -53,19 +52,11 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 
-def build_cli(args: list[str] | None = None) -> SeqNRLCLI:
+def build_cli(args: list[str] | None = None):
     """Run the LightningCLI (fit / validate / test / predict) and return it."""
-    return SeqNRLCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_callback=RunMetadataCallback,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [WandbMediaCallback()]},
-        args=args,
-    )
+    from seqnrl.lightning_cli import build_cli as _build
+
+    return _build(args)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import hashlib
 import logging
 import math
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -59,6 +58,7 @@ from seqnrl.intake.sector import SectorMask, apply_mask, resize_mask, resolve_mo
 from seqnrl.io.atomic import atomic_path, write_json
 from seqnrl.io.dicom import is_dicom
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
+from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def display_path(p: str | os.PathLike) -> str:
 
 
 def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "video"
+    return _safe_name(name, fallback="video")
 
 
 def _path_hash(p: Path) -> str:

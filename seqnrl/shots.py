@@ -322,7 +322,33 @@ def select_shots_coverage(
     chosen = np.flatnonzero(taken).astype(np.int64)
     for i in chosen:
         mask[shots[i, 0] : shots[i, 1]] = True
+    fill_budget(mask, imp, shots, budget_frames)
     return mask, chosen
+
+
+def fill_budget(mask: np.ndarray, importance: np.ndarray, shots: np.ndarray, budget_frames: int) -> np.ndarray:
+    """Spend what whole shots left of the budget on parts of shots (in place).
+
+    Shot selection under a length budget leaves frames unused whenever no remaining shot
+    fits (a 6-s clip with 1-s shots and a 0.9-s budget gets nothing, a summary of 8 % instead
+    of 15 %), and a shot longer than the budget can never be chosen whatever its importance.
+    While frames remain, the untaken shot with the highest mean importance contributes its
+    most important contiguous window of the remaining length. Invariant: afterwards
+    ``mask.sum() == min(budget_frames, len(mask))`` whenever the mask held at most
+    ``budget_frames`` frames before.
+    """
+    imp = np.nan_to_num(np.asarray(importance, dtype=np.float64), nan=0.0)
+    left = int(budget_frames) - int(mask.sum())
+    open_shots = [(int(a), int(b)) for a, b in np.asarray(shots).reshape(-1, 2) if b > a and not mask[a:b].any()]
+    while left > 0 and open_shots:
+        a, b = max(open_shots, key=lambda ab: (imp[ab[0] : ab[1]].mean(), -ab[0]))
+        open_shots.remove((a, b))
+        n = min(left, b - a)
+        sums = np.convolve(imp[a:b], np.ones(n), mode="valid")  # window sums, length (b - a) - n + 1
+        s0 = a + int(np.argmax(sums))
+        mask[s0 : s0 + n] = True
+        left -= n
+    return mask
 
 
 def mask_to_segments(mask: np.ndarray) -> np.ndarray:

@@ -50,7 +50,6 @@ import io
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -71,11 +70,13 @@ from seqnrl import batch as B
 from seqnrl.errors import CheckpointError, SeqNRLError
 from seqnrl.io.atomic import atomic_path, write_json, write_text
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
+from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
 from seqnrl.io.write import write_video_stream
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.scoring.aggregate import smooth_scores
 from seqnrl.shots import (
+    fill_budget,
     kts_shots,
     mask_to_segments,
     select_shots,
@@ -699,12 +700,17 @@ def select_summary(an: Analysis, cfg: SummariseConfig) -> Selection:
         importance = importance + cfg.relevance_weight * rel
     min_shot = max(1, int(round(cfg.min_shot_seconds * an.fps)))
     shots = kts_shots(z, fps=an.fps, shot_seconds=cfg.shot_seconds, min_shot_frames=min_shot, kernel=cfg.kts_kernel)
-    shots = split_long_shots(shots, max(min_shot, int(round(cfg.max_shot_seconds * an.fps))))
+    # a shot may take at most half the budget, so an important stretch longer than the budget
+    # is still eligible (in parts) instead of being skipped for lying in one long shot
+    budget_frames = int(math.floor(cfg.budget * t))
+    max_shot = min(int(round(cfg.max_shot_seconds * an.fps)), budget_frames // 2)
+    shots = split_long_shots(shots, max(min_shot, max_shot))
     if cfg.selection == "coverage":
         mask, chosen = select_shots_coverage(feats, importance, shots, cfg.budget, importance_weight=cfg.coverage_importance,
                                               bandwidth=cfg.coverage_bandwidth)
     else:
         mask, chosen = select_shots(importance, shots, cfg.budget, value=cfg.shot_value)
+        fill_budget(mask, importance, shots, budget_frames)
     info["selection"] = cfg.selection
     if not mask.any():  # every shot is longer than the budget: the best window of the best shot
         n_keep = max(1, int(math.floor(cfg.budget * t)))
@@ -986,7 +992,7 @@ def find_recordings(inputs: Sequence[str | os.PathLike], exclude: Path | None = 
 
 
 def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "recording"
+    return _safe_name(name, fallback="recording")
 
 
 def output_names(recordings: Sequence[Path]) -> list[str]:

@@ -6,7 +6,6 @@ import csv
 import io
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from seqnrl.io.atomic import write_json, write_text
+from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.metrics.anomaly import frame_metrics
 from seqnrl.scoring.aggregate import FrameScoreAccumulator, VideoScores
 from seqnrl.viz import plot_score_timeline
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def safe_name(video_id: str) -> str:
-    """A file-name-safe version of a video id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", video_id).strip("._") or "video"
+    """A file-name-safe version of a video id (:func:`seqnrl.io.names.safe_name`)."""
+    return _safe_name(video_id, fallback="video")
 
 
 def score_table(vs: VideoScores, cal: dict[str, np.ndarray]) -> list[dict[str, Any]]:

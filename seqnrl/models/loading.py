@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,27 @@ import torch
 from seqnrl.errors import CheckpointError
 
 
+def _load_failure(e: BaseException) -> str:
+    """What went wrong, in seqnrl's words (never PyTorch's advice to disable safe loading)."""
+    msg = str(e)
+    if isinstance(e, pickle.UnpicklingError) and "Unsupported operand" in msg:
+        return "not a PyTorch checkpoint (the file is neither a checkpoint archive nor a pickle)"
+    if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in msg:
+        found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", msg)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"the file holds Python objects beyond tensors and plain data{what}; seqnrl loads checkpoints "
+                "safely (weights_only) and will not run code from a file: re-save the checkpoint with seqnrl")
+    if isinstance(e, EOFError) or "central directory" in msg or "truncated" in msg.lower() or "unexpected end" in msg.lower():
+        return "the checkpoint is truncated or damaged (its archive ends early): copy it again or use another"
+    if isinstance(e, (zipfile.BadZipFile, pickle.UnpicklingError)) or "invalid load key" in msg or "PytorchStreamReader" in msg:
+        return "not a PyTorch checkpoint (the file is neither a checkpoint archive nor a pickle)"
+    if isinstance(e, (PermissionError, IsADirectoryError)):
+        return f"cannot read the file ({e.strerror or type(e).__name__})"
+    if isinstance(e, OSError):  # torch's archive reader on a cut-off file (EINVAL)
+        return "the checkpoint is truncated or damaged (its archive cannot be read): copy it again or use another"
+    return f"not a loadable PyTorch checkpoint ({type(e).__name__})"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -26,7 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})", path) from e
+        raise CheckpointError(_load_failure(e), path) from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError("not a Lightning checkpoint (no state_dict)", path)
     return ckpt

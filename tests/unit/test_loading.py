@@ -63,5 +63,38 @@ def test_pickled_objects_are_refused(tmp_path):
 
     p = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "x": Evil()}, p)
-    with pytest.raises(CheckpointError, match="not a loadable"):
+    with pytest.raises(CheckpointError, match=r"will not run code from a file") as e:
         load_model(p)
+    assert "print" in str(e.value)  # the refused global is named
+    assert "weights_only=False" not in str(e.value), "never advise disabling safe loading"
+
+
+# the messages a user sees for each kind of unusable file: named file, seqnrl's words, no
+# library advice to disable safe loading, no sentence cut in the middle
+BAD_FILES = {
+    "random bytes": (lambda p, m: p.write_bytes(bytes(range(256)) * 20), "not a PyTorch checkpoint"),
+    "truncated": (lambda p, m: p.write_bytes(_saved(p, m)[: len(_saved(p, m)) // 2]), "truncated or damaged"),
+    "foreign Lightning checkpoint": (lambda p, m: torch.save({"state_dict": m.state_dict(), "epoch": 3,
+                                                              "pytorch-lightning_version": "2.6.0"}, p),
+                                     "not a seqnrl checkpoint"),
+    "empty": (lambda p, m: p.write_bytes(b""), "truncated or damaged"),
+}
+
+
+def _saved(p, m) -> bytes:
+    tmp = p.with_suffix(".full")
+    if not tmp.exists():
+        torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, tmp)
+    return tmp.read_bytes()
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_checkpoint_errors_in_seqnrls_words(tmp_path, kind):
+    make, expected = BAD_FILES[kind]
+    p = tmp_path / "model.ckpt"
+    make(p, FrameAutoEncoderModel(width=8, depth=2, latent=8))
+    with pytest.raises(CheckpointError) as e:
+        load_model(p)
+    msg = str(e.value)
+    assert expected in msg and "model.ckpt" in msg, msg
+    assert "weights_only=False" not in msg and "torch.load" not in msg, msg

@@ -166,9 +166,9 @@ def test_coverage_selection_shows_every_zone_where_knapsack_does_not():
 
 def test_coverage_selection_edge_cases():
     x, shots = _zones(n_zones=2, per_zone=10)
-    # budget smaller than every shot: nothing fits
+    # budget smaller than every shot: no whole shot fits, the budget goes to part of one
     mask, chosen = select_shots_coverage(x, np.ones(20), shots, budget_frames=3)
-    assert not mask.any() and len(chosen) == 0
+    assert mask.sum() == 3 and len(chosen) == 0
     # NaN importance counts as 0 and the result is deterministic
     imp = np.full(20, np.nan)
     a = select_shots_coverage(x, imp, shots, budget_frames=10)[0]
@@ -177,6 +177,27 @@ def test_coverage_selection_edge_cases():
     assert a[:10].any() and a[10:].any()  # pure coverage: both looks
     with pytest.raises(ValueError):
         select_shots_coverage(x, imp, shots, budget=0.0)
+
+
+def test_fill_budget_spends_the_budget_on_the_most_important_stretch():
+    from seqnrl.shots import fill_budget
+
+    t = 100
+    shots = np.array([[0, 30], [30, 70], [70, 100]])  # every shot longer than the budget
+    imp = np.full(t, 0.1)
+    imp[42:54] = 1.0  # the known anomalous stretch, inside the middle shot
+    mask = fill_budget(np.zeros(t, dtype=bool), imp, shots, budget_frames=15)
+    assert mask.sum() == 15
+    assert mask[42:54].all(), np.flatnonzero(mask)
+    # already at the budget: unchanged
+    full = np.zeros(t, dtype=bool)
+    full[:15] = True
+    assert (fill_budget(full.copy(), imp, shots, 15) == full).all()
+    # a partly used budget is topped up from the best untaken shot, never past the budget
+    part = np.zeros(t, dtype=bool)
+    part[0:5] = True
+    out = fill_budget(part.copy(), imp, np.array([[0, 5], [5, 40], [40, 100]]), 15)
+    assert out.sum() == 15 and out[42:52].all()
 
 
 def test_fscore_hand_cases():

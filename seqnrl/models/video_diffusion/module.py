@@ -24,12 +24,9 @@ Prediction type: **v-prediction** (``v = sqrt(abar) * eps - sqrt(1 - abar) * x0`
 sqrt(abar)`` divides by ~5e-5 there, so the first steps of a few-step DDIM schedule (which
 starts from pure noise with "trailing" spacing) are dominated by amplified epsilon errors
 and clipping; v is a bounded target at every noise level, interpolating between predicting
-epsilon (low noise) and x0 (high noise). Measured (one seed, synthetic echo 32x32, 5 minutes
-of training on a shared 2-core CPU, ``scripts/bench/diffusion_pseudo_healthy.py --size 32
---minutes 5 [--prediction-type epsilon]``): pseudo-healthy test frame AUROC micro/macro
-0.685/0.575 with v (379 steps) vs 0.521/0.529 with epsilon (301 steps; fewer because of
-the machine's load), validation micro 0.557 vs 0.350. Set ``prediction_type="epsilon"``
-to use the other.
+epsilon (low noise) and x0 (high noise); v also scored better in
+``scripts/bench/diffusion_pseudo_healthy.py --prediction-type {v,epsilon}`` (compare the two
+with that command). Set ``prediction_type="epsilon"`` to use the other.
 
 Diversity-aware generation (``feature_cond_dim > 0``; the DiADM idea of Dombrowski et al.,
 CVPR 2025, "Image generation diversity issues and how to tame them"): the denoiser is also
