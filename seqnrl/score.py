@@ -890,7 +890,35 @@ def _write_summary(
         },
         "inputs": report.scored + report.skipped + report.failed,
     }
-    write_json(out / SUMMARY_FILE, summary)
+    write_json(out / SUMMARY_FILE, merge_run_summary(out / SUMMARY_FILE, summary))
+
+
+def merge_run_summary(path: Path, new: dict) -> dict:
+    """``new`` merged with the run summary already at ``path`` (never replaced wholesale).
+
+    Inputs are keyed by their source: this run's record wins, an earlier run's record of an
+    input not given this time is kept (``"from_earlier_run": true``). ``runs`` lists every
+    run's checkpoint, time and counts, oldest first. A summary that cannot be read is moved
+    aside to ``<name>.unreadable-<time>`` (nothing written is lost) and a new one started.
+    """
+    import json
+    import time
+
+    run = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "checkpoint": new.get("checkpoint"),
+           "counts": new.get("counts")}
+    old: dict = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError):
+            path.rename(path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"))
+            old = {}
+    here = {rec.get("source"): rec for rec in new["inputs"]}
+    earlier = [{**rec, "from_earlier_run": True} for rec in old.get("inputs", [])
+               if isinstance(rec, dict) and rec.get("source") not in here]
+    return {**new, "inputs": new["inputs"] + earlier, "runs": [*old.get("runs", []), run]}
 
 
 # ---------------------------------------------------------------------------------------

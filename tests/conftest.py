@@ -10,6 +10,11 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# de-identification site key of the test session (never the user's ~/.config/seqnrl key)
+if not os.environ.get("SEQNRL_DEID_KEY_FILE"):
+    import tempfile
+
+    os.environ["SEQNRL_DEID_KEY_FILE"] = os.path.join(tempfile.mkdtemp(prefix="seqnrl-test-key-"), "deid.key")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]

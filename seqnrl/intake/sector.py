@@ -31,6 +31,7 @@ which is also how a user provides a mask of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -352,19 +353,36 @@ class SectorCache:
 CACHE = SectorCache()
 
 
+#: Sector detection runs on frames whose longest side is at most this (larger recordings are
+#: area-averaged down first, the mask is scaled back up): its cost is bounded whatever the
+#: native resolution (a 4000x4000 clip took minutes at full size). Every ultrasound clip in
+#: ../shared/data is smaller, so their masks are unchanged.
+DETECT_MAX_SIDE = 640
+
+
+def detection_size(height: int, width: int, max_side: int = DETECT_MAX_SIDE) -> tuple[int, int] | None:
+    """``(h, w)`` to detect at, aspect kept, or None when the native size is small enough."""
+    if max(height, width) <= max_side:
+        return None
+    f = max_side / max(height, width)
+    return max(1, round(height * f)), max(1, round(width * f))
+
+
 def sample_frames(
     path: str | os.PathLike, params: SectorParams | None = None, folder_fps: float = 25.0
 ) -> np.ndarray:
-    """Grey frames ``(N, H, W)`` uint8 at the native size, evenly spaced over the first
-    ``sample_seconds`` of the recording (decoding stops there)."""
+    """Grey frames ``(N, H, W)`` uint8, evenly spaced over the first ``sample_seconds`` of the
+    recording (decoding stops there), at the native size or, for recordings larger than
+    :data:`DETECT_MAX_SIDE`, at :func:`detection_size`."""
     from seqnrl.io.video import iter_frames, probe_video
 
     p = params or SectorParams()
     info = probe_video(path, folder_fps=folder_fps)
     n_span = max(1, min(info.n_frames, int(round(p.sample_seconds * info.fps))))
     step = max(1, n_span // max(1, p.sample_frames))
+    size = detection_size(info.height, info.width)
     out = []
-    for i, (_, frame) in enumerate(iter_frames(path, grayscale=True, folder_fps=folder_fps)):
+    for i, (_, frame) in enumerate(iter_frames(path, grayscale=True, size=size, folder_fps=folder_fps)):
         if i >= n_span or len(out) >= p.sample_frames:
             break
         if i % step == 0:
@@ -406,11 +424,24 @@ def sector_mask_for(
         res = SectorMask(load_mask_png(png), "auto", "", {"cached_png": True})
     else:
         res = detect_sector(sample_frames(path, params, folder_fps), params)
+        if res.mask is not None:
+            from seqnrl.io.video import probe_video
+
+            info = probe_video(path, folder_fps=folder_fps)
+            if res.mask.shape != (info.height, info.width):  # detected at a bounded size
+                res = dataclasses.replace(res, mask=_upscale_mask(res.mask, (info.height, info.width)))
         if png is not None and res.mask is not None:
             save_mask_png(png, res.mask, key)
     if cache is not None:
         cache.put(key, res)
     return res
+
+
+def _upscale_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask to ``hw`` (native frame size)."""
+    rows = np.minimum((np.arange(hw[0]) + 0.5) * mask.shape[0] / hw[0], mask.shape[0] - 1).astype(np.int64)
+    cols = np.minimum((np.arange(hw[1]) + 0.5) * mask.shape[1] / hw[1], mask.shape[1] - 1).astype(np.int64)
+    return mask[rows[:, None], cols[None, :]]
 
 
 def resolve_mode(

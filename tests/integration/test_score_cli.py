@@ -210,3 +210,25 @@ def test_missing_input_fails_alone(untrained_ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ERROR" in err and "gone.mp4" in err and "no such file" in err
     assert (out / "v.csv").is_file()
+
+
+def test_run_summary_is_merged_with_earlier_runs(untrained_ckpt, tmp_path, capsys):
+    """A second run on other inputs into the same folder adds to scores_summary.json; the
+    first run's records stay (marked as from an earlier run), and each run is listed."""
+    a = unseen_echo(tmp_path / "a.mp4", seed=1, n=10, size=32)
+    b = unseen_echo(tmp_path / "b.mp4", seed=2, n=10, size=32)
+    out = tmp_path / "out"
+    common = ["--ckpt", str(untrained_ckpt), "--out", str(out), "--no-progress"]
+    assert main(["score", str(a), *common]) == 0
+    assert main(["score", str(b), *common]) == 0
+    summary = json.loads((out / "scores_summary.json").read_text())
+    by_name = {i["name"]: i for i in summary["inputs"]}
+    assert set(by_name) == {"a", "b"}
+    assert by_name["a"].get("from_earlier_run") is True and "from_earlier_run" not in by_name["b"]
+    assert [r["counts"]["scored"] for r in summary["runs"]] == [1, 1]
+    # an unreadable summary is moved aside, not overwritten
+    (out / "scores_summary.json").write_text("{broken")
+    assert main(["score", str(b), *common, "--overwrite"]) == 0
+    assert list(out.glob("scores_summary.json.unreadable-*"))
+    assert json.loads((out / "scores_summary.json").read_text())["runs"][0]["counts"]["scored"] == 1
+    capsys.readouterr()

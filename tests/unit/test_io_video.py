@@ -421,3 +421,41 @@ def test_luma_on_any_axis_and_resize_frames_match_the_reader():
     assert torch.equal(resize_frames(x, (9, 11)), x)  # same size: unchanged
     big = resize_frames(x, (18, 22))
     assert big.shape == (2, 3, 18, 22)
+
+
+def test_huge_frames_are_shrunk_in_the_decoder_to_nearly_the_same_pixels(tmp_path):
+    """A frame >= PRESHRINK_FACTOR times the requested size is shrunk in FFmpeg first (cost
+    bounded by the output size); the result stays within one grey level of converting the
+    full-size frame and area-averaging it, and smaller frames are converted as before."""
+    import numpy as np
+
+    from seqnrl.io import video as V
+    from seqnrl.io.write import write_video
+
+    s = 8 * 64
+    yy, xx = np.mgrid[0:s, 0:s]
+    fr = np.stack([((np.sin(xx / 40 + t) + np.cos(yy / 30)) * 60 + 128).clip(0, 255).astype(np.uint8)
+                   for t in range(3)])
+    path = write_video(tmp_path / "big.mp4", torch.from_numpy(fr)[None], 10.0, lossless=True)
+    calls = []
+    real = V._preshrink
+
+    def spy(frame, out_hw):
+        out = real(frame, out_hw)
+        calls.append((frame.width, out.width))
+        return out
+
+    V._preshrink = spy
+    try:
+        small = V.read_video(path, size=64, grayscale=True).frames
+        calls_small = list(calls)
+        calls.clear()
+        mid = V.read_video(path, size=128, grayscale=True).frames  # only 4x: converted as before
+    finally:
+        V._preshrink = real
+    assert calls_small and all(o == 128 for _, o in calls_small), calls_small
+    assert calls and all(o == s for _, o in calls), calls
+    full = V.read_video(path, grayscale=True).frames
+    ref = V.resize_frames(full.permute(1, 0, 2, 3), (64, 64)).permute(1, 0, 2, 3)
+    assert small.shape == ref.shape and int((small.int() - ref.int()).abs().max()) <= 1
+    assert torch.equal(mid, V.resize_frames(full.permute(1, 0, 2, 3), (128, 128)).permute(1, 0, 2, 3))

@@ -284,3 +284,24 @@ def test_real_lung_clip_keeps_the_moving_area_and_drops_burnt_in_text():
     assert 0.6 < res.area_fraction < 0.95
     masked = apply_mask(torch.from_numpy(text_frames)[None], res.mask)
     assert int(masked[0][:, torch.from_numpy(text)].max()) == 0
+
+
+def test_large_recordings_are_detected_at_a_bounded_size(tmp_path):
+    """Detection on a recording larger than DETECT_MAX_SIDE runs on area-averaged frames and
+    returns a mask at the native size (the scoring of a 4000x4000 clip took minutes)."""
+    from seqnrl.io.write import write_video
+
+    assert S.detection_size(480, 640) is None
+    assert S.detection_size(1280, 1920) == (427, 640)
+    h, w = 1280, 1280
+    yy, xx = np.mgrid[0:h, 0:w]
+    fan = ((yy > 60) & (np.abs(xx - w / 2) < (yy - 60) * 0.7) & (np.hypot(yy - 60, xx - w / 2) < 1150))
+    rng = np.random.default_rng(0)
+    frames = np.stack([(fan * rng.integers(60, 200, (h, w))).astype(np.uint8) for _ in range(12)])
+    video = write_video(tmp_path / "big.mp4", torch.from_numpy(frames)[None], 10.0)
+    res = S.sector_mask_for(video, "auto", cache=None)
+    assert res.active, res.reason
+    assert res.mask.shape == (h, w)
+    inside = (res.mask & fan).sum() / fan.sum()
+    outside = (res.mask & ~fan).sum() / (~fan).sum()
+    assert inside > 0.9 and outside < 0.05, (inside, outside)
