@@ -60,6 +60,7 @@ from seqnrl.io.dicom import is_dicom
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
+from seqnrl.scoring.input_profile import frame_statistics
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +382,7 @@ class Scored:
     extra: dict[str, np.ndarray]
     counts: np.ndarray
     n_windows: int
+    input_stats: np.ndarray | None = None  # (N, 2) brightness / contrast of the model's input frames
 
 
 def score_frames_of(
@@ -408,6 +410,8 @@ def score_frames_of(
         folder_fps=cfg.folder_fps,
     )
     seen = 0
+    stats: list[np.ndarray] = []
+    seen_stats = 0
     for group in _batches(windows, cfg.batch_windows):
         samples = []
         for w in group:
@@ -429,6 +433,11 @@ def score_frames_of(
                 )
             )
         batch = B.collate(samples)
+        for w, clip in zip(group, batch[B.VIDEO]):  # each frame once: the window's new frames
+            new = slice(max(0, seen_stats - w.start_index), w.n_valid)
+            if new.start < new.stop:
+                stats.append(frame_statistics(clip[:, new]))
+            seen_stats = max(seen_stats, w.start_index + w.n_valid)
         with torch.no_grad():
             scored = _score_windows(model, batch)
         acc.add(
@@ -446,7 +455,20 @@ def score_frames_of(
     if item.name not in res:
         raise SeqNRLError("no windows could be scored", item.display)
     vs = res[item.name]
-    return Scored(fps=fps, raw=vs.scores, extra=vs.extra, counts=vs.counts, n_windows=n_windows)
+    return Scored(fps=fps, raw=vs.scores, extra=vs.extra, counts=vs.counts, n_windows=n_windows,
+                  input_stats=np.concatenate(stats) if stats else None)
+
+
+def _input_profile_record(profile: Any, stats: np.ndarray | None) -> dict | None:
+    """The input's median brightness / contrast and their z-scores against the checkpoint's
+    normal inputs (``None`` z when the checkpoint has no profile)."""
+    if stats is None or not len(stats):
+        return None
+    from seqnrl.scoring.input_profile import FEATURES
+
+    med = np.median(stats, 0)
+    z = profile.z(stats) if profile is not None and profile.fitted else [None] * len(FEATURES)
+    return {f: {"median": _f(m), "z": _f(zz) if zz is not None else None} for f, m, zz in zip(FEATURES, med, z)}
 
 
 def _video_score(values: np.ndarray, top_fraction: float) -> float | None:
@@ -518,6 +540,10 @@ def score_recording(
     else:
         notes.append("checkpoint has no fitted calibration: raw scores only, no threshold")
         flags = np.full(n, np.nan)
+    profile = getattr(model, "input_profile", None)
+    ood = (profile.check(scored.input_stats, float(np.nanmean(flags)) if fitted and n else None,
+                         float(cal_mod.target_fpr)) if profile is not None else [])
+    notes += ood
     vs = VideoScores(
         video_id=item.name,
         scores=raw,
@@ -546,6 +572,8 @@ def score_recording(
         "native": {"fps": info.fps, "height": info.height, "width": info.width, "kind": info.kind},
         "mask": mask_res.describe(),
         "n_windows": scored.n_windows,
+        "out_of_distribution": bool(ood),
+        "input_profile": _input_profile_record(profile, scored.input_stats),
         "warnings": [item.redact(w) for w in notes],
     }
     record.update(extra)
@@ -567,6 +595,7 @@ def score_recording(
         if fitted and np.isfinite(cal["calibrated"]).any()
         else None,
         "frames_above_threshold": int(np.nansum(flags)) if fitted else None,
+        "out_of_distribution": bool(ood),
         "mask": mask_res.describe(),
         "warnings": extra["warnings"],
         "files": files,

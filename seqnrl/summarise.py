@@ -75,6 +75,7 @@ from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
 from seqnrl.io.write import write_video_stream
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.scoring.aggregate import smooth_scores
+from seqnrl.scoring.input_profile import frame_statistics
 from seqnrl.shots import (
     fill_budget,
     kts_shots,
@@ -471,10 +472,14 @@ class NormativeFeatures(FeatureSource):
         self._covered = 0  # frames [0, covered) are in an emitted window
         self._emb: _PerFrame | None = None
         self._sig: dict[str, _PerFrame] = {}
+        self._stats: list[np.ndarray] = []
 
     def add(self, new: FrameBatch) -> None:
         conv = new.model_input(self.size, self.grayscale)
         self._frames.extend((new.start + i, conv[i]) for i in range(len(new)))
+        # brightness / contrast of every model-input frame, once (out-of-distribution check)
+        self._stats.append(frame_statistics(rearrange(conv, "t c h w -> c t h w").float() / 255.0
+                                            if conv.dtype == torch.uint8 else rearrange(conv, "t c h w -> c t h w")))
         self._n = new.start + len(new)
         # full windows at 0, stride, 2 stride, ... as frames arrive
         while self._next + self.window <= self._n:
@@ -545,6 +550,10 @@ class NormativeFeatures(FeatureSource):
         else:
             cal = within_recording_ecdf(raw)
         relevance = self._sig["relevance"].mean(n_frames)[:, 0] if "relevance" in self._sig else None
+        profile = getattr(self.model, "input_profile", None)
+        above = (float(np.nanmean(raw > float(self.model.calibrator.threshold))) if cal_fitted and len(raw) else None)
+        ood = profile.check(np.concatenate(self._stats) if self._stats else None, above,
+                            float(self.model.calibrator.target_fpr)) if profile is not None else []
         cls = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
         info = {
             "kind": "checkpoint",
@@ -559,6 +568,8 @@ class NormativeFeatures(FeatureSource):
             "calibration": "model calibrator: ECDF of normal validation scores"
             if cal_fitted
             else "UNCALIBRATED checkpoint: within-recording ECDF",
+            "out_of_distribution": bool(ood),
+            "warnings": ood,
         }
         return feats, raw, cal, relevance, info
 
@@ -907,6 +918,8 @@ def summarise_recording(
                 total = None
             bar = tqdm(total=total, desc=Path(path).name[:30], unit="frame", leave=False, position=1, file=sys.stderr)
         an = analyse_recording(path, source, thumbs=spool, thumb_size=cfg.thumb_size, progress=bar)
+        for w in an.feature_info.get("warnings", []):  # e.g. the input is unlike the model's data
+            tqdm.write(f"WARNING {path}: {w}", file=sys.stderr)
         t1 = time.perf_counter()
         sel = select_summary(an, cfg)
         t2 = time.perf_counter()

@@ -20,6 +20,7 @@ from seqnrl import batch as B
 from seqnrl.metrics.anomaly import frame_metrics
 from seqnrl.scoring.aggregate import FrameScoreAccumulator, VideoScores, smooth_scores, video_score
 from seqnrl.scoring.calibration import ScoreCalibrator
+from seqnrl.scoring.input_profile import InputProfile, frame_statistics
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,9 @@ class NormativeModule(pl.LightningModule):
     ):
         super().__init__()
         self.calibrator = ScoreCalibrator(target_fpr=target_fpr)
+        self.input_profile = InputProfile()  # what normal inputs looked like (OOD warnings)
         self._acc: dict[str, FrameScoreAccumulator] = {}
+        self._profile_stats: list[np.ndarray] = []
         self.data_spec: dict[str, Any] = {}
         self.last_results: dict[str, VideoScores] = {}
         self.last_metrics: dict[str, float] = {}
@@ -200,6 +203,17 @@ class NormativeModule(pl.LightningModule):
         for k, v in terms.items():
             self.log(f"{split}/{k}", v, batch_size=bs, sync_dist=True)
         self._accumulate(split, batch, scored)
+        if split == "val" and B.VIDEO in batch:
+            self._collect_profile(batch)
+
+    def _collect_profile(self, batch: B.Batch) -> None:
+        """Brightness / contrast of the normal validation frames (the ones calibration uses)."""
+        v = batch[B.VIDEO]
+        fi, fl, lab = batch[B.FRAME_INDEX], batch[B.FRAME_LABEL], batch[B.LABEL]
+        keep = (fi >= 0) & (fl != 1) & (lab != 1)[:, None]  # (B, T)
+        if keep.any():
+            stats = frame_statistics(v).reshape(v.shape[0], v.shape[2], -1)
+            self._profile_stats.append(stats[keep.cpu().numpy()])
 
     def validation_step(self, batch: B.Batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -209,6 +223,7 @@ class NormativeModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._acc["val"] = FrameScoreAccumulator()
+        self._profile_stats = []
 
     def on_test_epoch_start(self) -> None:
         self._acc["test"] = FrameScoreAccumulator()
@@ -216,8 +231,12 @@ class NormativeModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         acc = gather_accumulator(self._acc.pop("val", FrameScoreAccumulator()))
         results = self.finalise(acc)
+        stats = [s for part in all_gather_objects(self._profile_stats) for s in part]
+        self._profile_stats = []
         if self.trainer is not None and self.trainer.sanity_checking:
             return
+        if stats:
+            self.input_profile.fit(np.concatenate(stats))
         self.fit_calibration(results)
         self._log_metrics("val", results)
 

@@ -64,3 +64,13 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path, repo_root):
         assert (tmp_path / "outputs" / "demo" / "summaries" / lus.stem / "timeline.png").is_file()
     for line in demo.stdout.split("open these files:")[1].split():
         assert (tmp_path / line).exists(), line
+    # the checkpoint knows what its normal inputs looked like: scoring held-out synthetic echo
+    # gives no out-of-distribution warning, a lung-ultrasound clip does
+    rec = tmp_path / "outputs" / "demo" / "recordings" / "synthetic_echo_dropout.mp4"
+    inputs = [str(rec), *([str(lus)] if lus.is_file() else [])]
+    _run([*cli, "score", *inputs, "--ckpt", str(ckpt), "--out", "scored", "--no-progress"], tmp_path, repo_root)
+    summary = json.loads((tmp_path / "scored" / "scores_summary.json").read_text())
+    ood = {i["name"]: i["out_of_distribution"] for i in summary["inputs"]}
+    assert ood["synthetic_echo_dropout"] is False, summary["inputs"]
+    if lus.is_file():
+        assert ood[lus.stem] is True, summary["inputs"]

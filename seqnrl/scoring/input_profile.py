@@ -1,0 +1,94 @@
+"""What the model's normal inputs looked like, so scoring can say when an input is not like them.
+
+A normative model only knows its training distribution: an echo model scoring lung
+ultrasound, or a model trained at one gain scoring a much brighter probe, returns numbers
+that mean nothing, and calibrated scores make them look trustworthy. :class:`InputProfile`
+holds a compact summary of the normal validation inputs (the frames the calibration was fitted
+on, exactly as the model saw them): the mean and spread of each frame's **brightness** (mean
+grey level) and **contrast** (standard deviation of its pixels). Like the calibrator, its
+statistics are buffers, so they travel in the checkpoint.
+
+:meth:`InputProfile.check` compares an input's per-frame statistics with the profile and
+returns plain-language warnings: its median brightness or contrast more than
+``max_z`` (default 4) normal standard deviations away. A second check needs no profile: when
+far more frames exceed the alarm threshold than the calibration's false-positive target
+(``max_alarm_ratio`` times, default 8, and at least half the frames), the whole recording is
+unlike the normal data; that may be a pathology, or the wrong model, and the warning says so.
+Invariant: on inputs drawn like the normal validation data no warning fires (tested both
+ways).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+FEATURES = ("brightness", "contrast")
+
+
+def frame_statistics(video: torch.Tensor, n_valid: torch.Tensor | None = None) -> np.ndarray:
+    """Per-frame ``(brightness, contrast)`` of ``video`` ``(B, C, T, H, W)`` in [0, 1] (or
+    ``(C, T, H, W)``) -> ``(N, 2)`` float64 over the first ``n_valid[b]`` frames of each clip."""
+    v = video[None] if video.ndim == 4 else video
+    v = v.detach().to(torch.float64)
+    grey = v.mean(1)  # (B, T, H, W)
+    stats = torch.stack([grey.mean((-2, -1)), grey.std((-2, -1))], dim=-1)  # (B, T, 2)
+    if n_valid is None:
+        return stats.reshape(-1, 2).cpu().numpy()
+    return torch.cat([stats[b, : int(n)] for b, n in enumerate(n_valid)]).cpu().numpy()
+
+
+class InputProfile(nn.Module):
+    def __init__(self, max_z: float = 4.0, max_alarm_ratio: float = 8.0):
+        super().__init__()
+        self.max_z, self.max_alarm_ratio = float(max_z), float(max_alarm_ratio)
+        self.register_buffer("mean", torch.zeros(len(FEATURES), dtype=torch.float64))
+        self.register_buffer("std", torch.ones(len(FEATURES), dtype=torch.float64))
+        self.register_buffer("n_ref", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def fitted(self) -> bool:
+        return int(self.n_ref) > 1
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the profile existed load as "not fitted" (no warnings
+        # from it) instead of failing on missing keys
+        for name, buf in self.named_buffers(recurse=False):
+            state_dict.setdefault(prefix + name, buf.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def fit(self, stats: np.ndarray) -> None:
+        """``stats`` ``(N, 2)`` from :func:`frame_statistics` of normal validation frames."""
+        s = np.asarray(stats, dtype=np.float64).reshape(-1, len(FEATURES))
+        s = s[np.isfinite(s).all(1)]
+        if len(s) < 2:
+            return
+        self.mean.copy_(torch.from_numpy(s.mean(0)))
+        # a floor on the spread: a data set of near-identical frames must not make every
+        # new recording "out of distribution" over a grey level
+        self.std.copy_(torch.from_numpy(np.maximum(s.std(0), 0.01)))
+        self.n_ref.fill_(len(s))
+
+    def z(self, stats: np.ndarray) -> np.ndarray:
+        """Median per-feature z-score of an input's frame statistics."""
+        s = np.asarray(stats, dtype=np.float64).reshape(-1, len(FEATURES))
+        return (np.median(s, 0) - self.mean.cpu().numpy()) / self.std.cpu().numpy()
+
+    def check(self, stats: np.ndarray | None, frac_above: float | None = None, target_fpr: float | None = None) -> list[str]:
+        """Warnings for one input (empty when it looks like the normal data); see the module doc."""
+        out = []
+        if self.fitted and stats is not None and len(stats):
+            for name, z in zip(FEATURES, self.z(stats)):
+                if abs(z) > self.max_z:
+                    side = "higher" if z > 0 else "lower"
+                    out.append(f"input outside the model's training data: frame {name} is {abs(z):.1f} normal "
+                               f"standard deviations {side} than in its normal validation frames (a different "
+                               "modality, probe or gain?); treat its scores with caution")
+        if frac_above is not None and target_fpr and target_fpr > 0:
+            if frac_above >= max(0.5, self.max_alarm_ratio * target_fpr):
+                out.append(f"{frac_above:.0%} of the frames are above the alarm threshold, set for "
+                           f"{target_fpr:.0%} of normal frames: the whole recording is unlike the model's normal "
+                           "data (a pathology throughout, or a model trained on other data)")
+        return out

@@ -1,0 +1,50 @@
+"""Out-of-distribution warnings from the checkpoint's profile of its normal inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from seqnrl.scoring.input_profile import InputProfile, frame_statistics
+
+
+def _clips(seed: int, n: int, level: float, spread: float = 0.02) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = level + spread * torch.randn(n, 1, 1, 1, 1, generator=g)
+    return (base + 0.1 * torch.randn(n, 1, 8, 16, 16, generator=g)).clamp(0, 1)
+
+
+def test_frame_statistics_counts_valid_frames_only():
+    v = torch.zeros(2, 1, 4, 8, 8)
+    v[:, :, :, :4] = 1.0  # half the frame white: brightness 0.5
+    s = frame_statistics(v, n_valid=torch.tensor([4, 2]))
+    assert s.shape == (6, 2) and np.allclose(s[:, 0], 0.5)
+
+
+def test_no_warning_in_distribution_and_warnings_outside():
+    prof = InputProfile()
+    assert not prof.fitted and prof.check(frame_statistics(_clips(0, 4, 0.2))) == []  # unfitted: silent
+    prof.fit(frame_statistics(_clips(1, 32, 0.2)))
+    assert prof.fitted
+    same = frame_statistics(_clips(2, 6, 0.2))  # new clips drawn like the normal ones
+    assert prof.check(same, frac_above=0.05, target_fpr=0.05) == []
+    bright = frame_statistics(_clips(3, 6, 0.6))  # another modality / gain
+    w = prof.check(bright)
+    assert len(w) >= 1 and "brightness" in w[0] and "higher" in w[0]
+    flat = frame_statistics(torch.full((3, 1, 8, 16, 16), 0.2))  # no texture at all
+    assert any("contrast" in x and "lower" in x for x in prof.check(flat))
+    # most frames above a 5 % threshold: the recording is unlike the normal data
+    assert any("above the alarm threshold" in x for x in prof.check(same, frac_above=0.9, target_fpr=0.05))
+    assert prof.check(same, frac_above=0.3, target_fpr=0.05) == []  # a long episode, not the whole clip
+
+
+def test_old_checkpoints_without_a_profile_load_unfitted():
+    prof = InputProfile()
+    prof.fit(frame_statistics(_clips(1, 8, 0.3)))
+    state = {k: v for k, v in prof.state_dict().items()}
+    fresh = InputProfile()
+    fresh.load_state_dict(state)
+    assert fresh.fitted and torch.equal(fresh.mean, prof.mean)
+    legacy = InputProfile()
+    legacy.load_state_dict({}, strict=True)  # a checkpoint written before the profile existed
+    assert not legacy.fitted
