@@ -39,8 +39,9 @@ def stage_times(ckpt: str, folder: Path) -> list[dict]:
     from seqnrl.intake.sector import apply_mask, resize_mask, sector_mask_for
     from seqnrl.io.video import probe_video, stream_windows
     from seqnrl.models.loading import load_model
-    from seqnrl.score import MEDIA_SUFFIXES, preprocessing_from
+    from seqnrl.score import MEDIA_SUFFIXES, ScoreConfig, preprocessing_from
 
+    per_batch = ScoreConfig(out=Path(".")).batch_windows  # windows per forward pass, as seqnrl score
     model = load_model(ckpt)
     prep = preprocessing_from(model, None)
     rows = []
@@ -54,23 +55,32 @@ def stage_times(ckpt: str, folder: Path) -> list[dict]:
         n = 0
         model_mask = None
         it = stream_windows(path, prep.clip_len, prep.stride, fps=fps, size=prep.image_size, grayscale=prep.grayscale)
-        while True:
+        done = False
+        while not done:
+            group = []
             t0 = time.perf_counter()
-            w = next(it, None)
+            while len(group) < per_batch:
+                w = next(it, None)
+                if w is None:
+                    done = True
+                    break
+                group.append(w)
             t_dec += time.perf_counter() - t0
-            if w is None:
+            if not group:
                 break
             t0 = time.perf_counter()
-            frames = w.frames
-            if mask.mask is not None:
-                model_mask = model_mask if model_mask is not None else resize_mask(mask.mask, tuple(frames.shape[-2:]))
-                frames = apply_mask(frames, model_mask)
-            idx = torch.arange(w.start_index, w.start_index + frames.shape[1])
-            batch = B.collate([B.make_sample(frames, video_id="v", fps=fps, frame_index=idx)])
+            samples = []
+            for w in group:
+                frames = w.frames
+                if mask.mask is not None:
+                    model_mask = model_mask if model_mask is not None else resize_mask(mask.mask, tuple(frames.shape[-2:]))
+                    frames = apply_mask(frames, model_mask)
+                idx = torch.arange(w.start_index, w.start_index + frames.shape[1])
+                samples.append(B.make_sample(frames, video_id="v", fps=fps, frame_index=idx))
+                n = max(n, w.start_index + w.n_valid)
             with torch.no_grad():
-                model.score_frames(batch)
+                model.score_frames(B.collate(samples))
             t_model += time.perf_counter() - t0
-            n = max(n, w.start_index + w.n_valid)
         rows.append({"clip": path.name, "frames": n, "decode_s": t_dec, "mask_s": t_mask, "model_s": t_model})
     return rows
 
