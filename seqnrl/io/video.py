@@ -427,10 +427,19 @@ def _out_size(size: Size) -> tuple[int, int] | None:
 #: Frames below the factor (every ultrasound clip up to 8x the model's input) are converted
 #: exactly as before.
 PRESHRINK_FACTOR = 8
+#: Frames above this many pixels are pre-shrunk whenever the output is at most half their
+#: size (e.g. sector detection at 640 px of a 4000x4000 clip): their full-size RGB and luma
+#: arrays alone would take hundreds of MB.
+HUGE_FRAME_PIXELS = 2048 * 2048
 
 
 def _preshrink(frame: av.VideoFrame, out_hw: tuple[int, int] | None) -> av.VideoFrame:
-    if out_hw is None or frame.height < PRESHRINK_FACTOR * out_hw[0] or frame.width < PRESHRINK_FACTOR * out_hw[1]:
+    if out_hw is None:
+        return frame
+    h, w = frame.height, frame.width
+    far = h >= PRESHRINK_FACTOR * out_hw[0] and w >= PRESHRINK_FACTOR * out_hw[1]
+    huge = h * w > HUGE_FRAME_PIXELS and h >= 2 * out_hw[0] and w >= 2 * out_hw[1]
+    if not (far or huge):
         return frame
     return frame.reformat(width=2 * out_hw[1], height=2 * out_hw[0], interpolation="AREA")
 
