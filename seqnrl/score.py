@@ -58,6 +58,7 @@ from seqnrl.intake.sector import SectorMask, apply_mask, resize_mask, resolve_mo
 from seqnrl.io.atomic import atomic_path, write_json
 from seqnrl.io.dicom import is_dicom
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
+from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
 from seqnrl.scoring.input_profile import frame_statistics
@@ -222,10 +223,6 @@ class InputItem:
             if s:
                 text = text.replace(s, self.name)
         return text
-
-
-def display_path(p: str | os.PathLike) -> str:
-    return os.fsencode(os.fspath(p)).decode("utf-8", "backslashreplace")
 
 
 def safe_name(name: str) -> str:

@@ -70,6 +70,7 @@ from seqnrl import batch as B
 from seqnrl.errors import CheckpointError, SeqNRLError
 from seqnrl.io.atomic import atomic_path, write_json, write_text
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
+from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
 from seqnrl.io.write import write_video_stream
@@ -811,7 +812,7 @@ def write_outputs(out_dir: Path, an: Analysis, sel: Selection, cfg: SummariseCon
                 score = "" if seg["max_score"] is None else f"  score {seg['max_score']:.2f}"
                 sheet_titles.append(f"{seg['index'] + 1}: {_fmt_time(times[i])}{score}")
         plot_image_grid(out_dir / "keyframes.png", sheet, sheet_titles,
-                        suptitle=f"{Path(an.source).name}: key frame of each summary segment"
+                        suptitle=f"{display_path(Path(an.source).name)}: key frame of each summary segment"
                         + (f" (first {MAX_SHEET})" if len(segments) > MAX_SHEET else ""))
         files["keyframe_sheet"] = "keyframes.png"
         seg_of = {}
@@ -850,7 +851,7 @@ def write_outputs(out_dir: Path, an: Analysis, sel: Selection, cfg: SummariseCon
         out_dir / "timeline.png",
         times,
         an.calibrated,
-        title=f"{Path(an.source).name}: {len(sel.segments)} segments, "
+        title=f"{display_path(Path(an.source).name)}: {len(sel.segments)} segments, "
         f"{sel.mask.sum() / fps:.1f} s of {t / fps:.1f} s" + ("  [FALLBACK proxy score]" if fallback else ""),
         ylabel="proxy score (rank in recording)" if fallback else "calibrated anomaly score",
         selected=sel.mask,
@@ -919,7 +920,7 @@ def summarise_recording(
             bar = tqdm(total=total, desc=Path(path).name[:30], unit="frame", leave=False, position=1, file=sys.stderr)
         an = analyse_recording(path, source, thumbs=spool, thumb_size=cfg.thumb_size, progress=bar)
         for w in an.feature_info.get("warnings", []):  # e.g. the input is unlike the model's data
-            tqdm.write(f"WARNING {path}: {w}", file=sys.stderr)
+            tqdm.write(f"WARNING {display_path(path)}: {w}", file=sys.stderr)
         t1 = time.perf_counter()
         sel = select_summary(an, cfg)
         t2 = time.perf_counter()
@@ -1066,7 +1067,7 @@ def summarise_batch(
 
     def fail(path: str, reason: str) -> None:
         report.failed.append((path, reason))
-        tqdm.write(f"ERROR {path}: {reason}", file=sys.stderr)
+        tqdm.write(f"ERROR {display_path(path)}: {reason}", file=sys.stderr)
 
     for path, reason in missing:
         fail(path, reason)

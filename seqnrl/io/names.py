@@ -16,6 +16,14 @@ import re
 import unicodedata
 
 MAX_BYTES = 200
+
+
+def display_path(p) -> str:
+    """A path as text that can always be printed or written to JSON: bytes that are not UTF-8
+    (Linux names are bytes) appear as ``\\xNN`` escapes instead of raising on output."""
+    import os
+
+    return os.fsencode(os.fspath(p)).decode("utf-8", "backslashreplace")
 _FORBIDDEN = re.compile(r'[/\\<>:"|?*]')
 
 

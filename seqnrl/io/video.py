@@ -387,7 +387,9 @@ def _resample(
 ) -> Iterator[tuple[float, int, np.ndarray]]:
     """Output frame k at ``t0 + k / fps`` is the latest source frame at or before it (with
     half a source frame of tolerance); ``floor(span * fps)`` frames where span runs from
-    ``t0`` to ``min(t1, last_ts + 1 / native_fps)``."""
+    ``t0`` to ``min(t1, last_ts + 1 / native_fps)``, and at least one when the source has a
+    frame in the interval (a clip shorter than one output interval, e.g. a single frame read
+    at a lower rate, still gives its frame instead of nothing)."""
     tol = 0.5 / native_fps
     k = 0
     prev: tuple[int, np.ndarray] | None = None
@@ -405,7 +407,7 @@ def _resample(
     if prev is None:
         return
     span = min(t1, last_t + 1.0 / native_fps) - t0
-    n = math.floor(span * fps + 1e-6)
+    n = max(1, math.floor(span * fps + 1e-6)) if last_t >= t0 - tol else math.floor(span * fps + 1e-6)
     while k < n:
         yield t0 + k / fps, prev[0], prev[1]
         k += 1

@@ -150,3 +150,30 @@ def test_docs_table_lists_every_kind(corpus):
     for kind, _ in entries:
         assert f"| {kind.kind} |" in doc, f"docs/bad_inputs.md lacks {kind.kind}"
     assert markdown_table([k for k, _ in entries]).count("\n") == len(entries) + 1
+
+
+def test_summariser_batch_over_the_corpus_reports_each_bad_file_and_goes_on(corpus, tmp_path, capsys):
+    """The same corpus through the summariser in one batch (fallback features): every bad
+    video is a failure with its reason, the good ones are summarised, nothing crashes."""
+    from seqnrl.data.synthetic_echo import make_echo
+    from seqnrl.io import write_video
+    from seqnrl.summarise import SummariseConfig, summarise_batch
+
+    root, entries = corpus
+    good = write_video(tmp_path / "good clip ü.mp4", make_echo(seed=4, n_frames=40, size=32).video, 25)
+    out = tmp_path / "summaries"
+    report = summarise_batch([root, good], out, SummariseConfig(policy_steps=0), progress=False)
+    err = capsys.readouterr().err
+    failed = {str(p) for p, _ in report.failed}
+    done = {r["folder"] for r in report.done}
+    assert "good clip ü" in done and (out / "good clip ü" / "summary.mp4").is_file()
+    for kind, path in entries:
+        if kind.reader != "video":
+            continue
+        if kind.expect == "error":
+            assert str(path) in failed, (kind.kind, failed)
+            assert any(ln.startswith("ERROR") and path.name in ln for ln in err.splitlines()), kind.kind
+        else:
+            assert str(path) not in failed, (kind.kind, report.failed)
+    assert "Traceback" not in err
+    assert (out / "index.md").is_file()
