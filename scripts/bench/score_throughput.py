@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
     print("\n" + table(res_rows))
     result = {
         "title": "Scoring cost: frames per second by stage (real LUS clips) and by input resolution",
-        "description": f"`seqnrl score` stages on {len(clips)} clips of {a.folder} ({tot['frames']} frames at the "
+        "description": f"`seqnrl score` stages on {len(clips)} clips of {os.path.relpath(a.folder, REPO)} ({tot['frames']} frames at the "
                        f"model's rate, sector mask auto, checkpoint {Path(a.ckpt).name}); then one `seqnrl score` "
                        "process per resolution on a 3-frame H.264 clip (wall time includes start-up). Targets: >= 300 "
                        "frames/s overall; 4000x4000 within 2x the per-frame time of 400x400; peak RSS <= 1.5 GB.",
