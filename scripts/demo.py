@@ -104,11 +104,8 @@ def covered(summary_json: Path, span_s: list[float]) -> float | None:
     segs = json.loads(summary_json.read_text()).get("segments") or []
     a, b = span_s
     cov = 0.0
-    for s in segs:
-        lo, hi = (s.get("start_s"), s.get("end_s")) if isinstance(s, dict) else (s[0], s[1])
-        if lo is None or hi is None:
-            continue
-        cov += max(0.0, min(hi, b) - max(lo, a))
+    for s in segs:  # the summariser's segments: {"start_s", "end_s", ...}
+        cov += max(0.0, min(s["end_s"], b) - max(s["start_s"], a))
     return cov / (b - a)
 
 
@@ -179,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
              summaries / rec.stem, *([summaries / lus.stem] if lus_rep else []), out / "demo_report.json"]
     print("\nopen these files:\n" + "\n".join(f"  {p}" for p in opens if p.exists()))
     if a.publish:
-        publish(report, rows, scores)
+        publish(report, rows)
     return 0 if rc == 0 and lus_rc in (None, 0) else 1
 
 
-def publish(report: dict, rows: list[tuple[str, str]], scores: Path) -> None:  # noqa: ARG001
+def publish(report: dict, rows: list[tuple[str, str]]) -> None:
     sys.path.insert(0, str(REPO))
     from scripts.bench._common import FIGURES_DIR, RESULTS_DIR, environment
     from seqnrl.io.atomic import write_json

@@ -18,7 +18,7 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Headline:
     baseline: Cell | None
     baseline_name: str
     reference: str  # a published figure with its source, or "–"
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def _c(col: str, **row: Any) -> Cell:
@@ -105,12 +104,18 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def table_rows(table: list[dict] | dict) -> list[dict]:
+    """A benchmark table as rows: a dict table (``{row name: {col: value}}`` or
+    ``{row name: value}``) gets its row names in the column ``""``."""
+    if isinstance(table, dict):
+        table = [{"": k, **v} if isinstance(v, dict) else {"": k, "value": v} for k, v in table.items()]
+    return [r for r in table if isinstance(r, dict)]
+
+
 def md_table(rows: list[dict] | dict | str) -> str:
     if isinstance(rows, str):  # a benchmark that already formatted its table
         return rows if rows.lstrip().startswith("|") else f"```\n{rows.rstrip()}\n```"
-    if isinstance(rows, dict):
-        rows = [{"": k, **v} if isinstance(v, dict) else {"": k, "value": v} for k, v in rows.items()]
-    rows = [r for r in rows if isinstance(r, dict)]
+    rows = table_rows(rows)
     if not rows:
         return ""
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -125,10 +130,7 @@ def anchor(title: str) -> str:
 
 
 def lookup(res: dict, cell: Cell) -> Any:
-    rows = res["table"]
-    if isinstance(rows, dict):
-        rows = [{"": k, **v} if isinstance(v, dict) else {"": k, "value": v} for k, v in rows.items()]
-    hits = [r for r in rows if isinstance(r, dict) and all(r.get(k) == v for k, v in cell.row.items())]
+    hits = [r for r in table_rows(res["table"]) if all(r.get(k) == v for k, v in cell.row.items())]
     if len(hits) != 1 or cell.col not in hits[0]:
         raise KeyError(f"{res['benchmark']}: {len(hits)} rows match {cell.row} (column {cell.col!r})")
     return hits[0][cell.col]

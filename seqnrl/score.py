@@ -61,7 +61,7 @@ from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
 from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
-from seqnrl.scoring.input_profile import frame_statistics
+from seqnrl.scoring.input_profile import frame_statistics, input_warnings
 
 log = logging.getLogger(__name__)
 
@@ -537,9 +537,7 @@ def score_recording(
     else:
         notes.append("checkpoint has no fitted calibration: raw scores only, no threshold")
         flags = np.full(n, np.nan)
-    profile = getattr(model, "input_profile", None)
-    ood = (profile.check(scored.input_stats, float(np.nanmean(flags)) if fitted and n else None,
-                         float(cal_mod.target_fpr)) if profile is not None else [])
+    ood = input_warnings(model, scored.input_stats, raw)
     notes += ood
     vs = VideoScores(
         video_id=item.name,
@@ -570,7 +568,7 @@ def score_recording(
         "mask": mask_res.describe(),
         "n_windows": scored.n_windows,
         "out_of_distribution": bool(ood),
-        "input_profile": _input_profile_record(profile, scored.input_stats),
+        "input_profile": _input_profile_record(getattr(model, "input_profile", None), scored.input_stats),
         "warnings": [item.redact(w) for w in notes],
     }
     record.update(extra)

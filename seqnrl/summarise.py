@@ -76,7 +76,7 @@ from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
 from seqnrl.io.write import write_video_stream
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.scoring.aggregate import smooth_scores
-from seqnrl.scoring.input_profile import frame_statistics
+from seqnrl.scoring.input_profile import frame_statistics, input_warnings
 from seqnrl.shots import (
     fill_budget,
     kts_shots,
@@ -478,9 +478,8 @@ class NormativeFeatures(FeatureSource):
     def add(self, new: FrameBatch) -> None:
         conv = new.model_input(self.size, self.grayscale)
         self._frames.extend((new.start + i, conv[i]) for i in range(len(new)))
-        # brightness / contrast of every model-input frame, once (out-of-distribution check)
-        self._stats.append(frame_statistics(rearrange(conv, "t c h w -> c t h w").float() / 255.0
-                                            if conv.dtype == torch.uint8 else rearrange(conv, "t c h w -> c t h w")))
+        # brightness / contrast of every model-input frame (uint8), once: out-of-distribution check
+        self._stats.append(frame_statistics(rearrange(conv, "t c h w -> c t h w").float() / 255.0))
         self._n = new.start + len(new)
         # full windows at 0, stride, 2 stride, ... as frames arrive
         while self._next + self.window <= self._n:
@@ -551,10 +550,7 @@ class NormativeFeatures(FeatureSource):
         else:
             cal = within_recording_ecdf(raw)
         relevance = self._sig["relevance"].mean(n_frames)[:, 0] if "relevance" in self._sig else None
-        profile = getattr(self.model, "input_profile", None)
-        above = (float(np.nanmean(raw > float(self.model.calibrator.threshold))) if cal_fitted and len(raw) else None)
-        ood = profile.check(np.concatenate(self._stats) if self._stats else None, above,
-                            float(self.model.calibrator.target_fpr)) if profile is not None else []
+        ood = input_warnings(self.model, np.concatenate(self._stats) if self._stats else None, raw)
         cls = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
         info = {
             "kind": "checkpoint",

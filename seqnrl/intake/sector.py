@@ -369,15 +369,16 @@ def detection_size(height: int, width: int, max_side: int = DETECT_MAX_SIDE) -> 
 
 
 def sample_frames(
-    path: str | os.PathLike, params: SectorParams | None = None, folder_fps: float = 25.0
+    path: str | os.PathLike, params: SectorParams | None = None, folder_fps: float = 25.0, info=None
 ) -> np.ndarray:
     """Grey frames ``(N, H, W)`` uint8, evenly spaced over the first ``sample_seconds`` of the
     recording (decoding stops there), at the native size or, for recordings larger than
-    :data:`DETECT_MAX_SIDE`, at :func:`detection_size`."""
+    :data:`DETECT_MAX_SIDE`, at :func:`detection_size`. ``info``: the recording's
+    :func:`~seqnrl.io.video.probe_video` result when the caller has it."""
     from seqnrl.io.video import iter_frames, probe_video
 
     p = params or SectorParams()
-    info = probe_video(path, folder_fps=folder_fps)
+    info = info or probe_video(path, folder_fps=folder_fps)
     n_span = max(1, min(info.n_frames, int(round(p.sample_seconds * info.fps))))
     step = max(1, n_span // max(1, p.sample_frames))
     size = detection_size(info.height, info.width)
@@ -423,13 +424,12 @@ def sector_mask_for(
     if png is not None and Path(png).is_file() and png_key(png) == key:
         res = SectorMask(load_mask_png(png), "auto", "", {"cached_png": True})
     else:
-        res = detect_sector(sample_frames(path, params, folder_fps), params)
-        if res.mask is not None:
-            from seqnrl.io.video import probe_video
+        from seqnrl.io.video import probe_video
 
-            info = probe_video(path, folder_fps=folder_fps)
-            if res.mask.shape != (info.height, info.width):  # detected at a bounded size
-                res = dataclasses.replace(res, mask=_upscale_mask(res.mask, (info.height, info.width)))
+        info = probe_video(path, folder_fps=folder_fps)
+        res = detect_sector(sample_frames(path, params, folder_fps, info), params)
+        if res.mask is not None and res.mask.shape != (info.height, info.width):  # detected at a bounded size
+            res = dataclasses.replace(res, mask=_upscale_mask(res.mask, (info.height, info.width)))
         if png is not None and res.mask is not None:
             save_mask_png(png, res.mask, key)
     if cache is not None:

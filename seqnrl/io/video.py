@@ -407,7 +407,9 @@ def _resample(
     if prev is None:
         return
     span = min(t1, last_t + 1.0 / native_fps) - t0
-    n = max(1, math.floor(span * fps + 1e-6)) if last_t >= t0 - tol else math.floor(span * fps + 1e-6)
+    n = math.floor(span * fps + 1e-6)
+    if last_t >= t0 - tol:  # the source has a frame in the interval: at least that one
+        n = max(n, 1)
     while k < n:
         yield t0 + k / fps, prev[0], prev[1]
         k += 1

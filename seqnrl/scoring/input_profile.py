@@ -92,3 +92,20 @@ class InputProfile(nn.Module):
                            f"{target_fpr:.0%} of normal frames: the whole recording is unlike the model's normal "
                            "data (a pathology throughout, or a model trained on other data)")
         return out
+
+
+def input_warnings(model, stats: np.ndarray | None, raw: np.ndarray) -> list[str]:
+    """:meth:`InputProfile.check` for one input scored by ``model`` (a normative model with
+    ``input_profile`` and ``calibrator``): its frame statistics and the share of its finite
+    raw frame scores above the calibrated alarm threshold. One rule for ``seqnrl score`` and
+    the summariser; no warnings from a model without a profile."""
+    profile = getattr(model, "input_profile", None)
+    if profile is None:
+        return []
+    cal = model.calibrator
+    frac = None
+    r = np.asarray(raw, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if cal.fitted and r.size:
+        frac = float(cal.is_anomalous(torch.from_numpy(r)).double().mean())
+    return profile.check(stats, frac, float(cal.target_fpr))

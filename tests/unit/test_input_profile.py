@@ -48,3 +48,22 @@ def test_old_checkpoints_without_a_profile_load_unfitted():
     legacy = InputProfile()
     legacy.load_state_dict({}, strict=True)  # a checkpoint written before the profile existed
     assert not legacy.fitted
+
+
+def test_input_warnings_uses_the_models_calibrated_threshold():
+    from types import SimpleNamespace
+
+    from seqnrl.scoring.calibration import ScoreCalibrator
+    from seqnrl.scoring.input_profile import input_warnings
+
+    cal = ScoreCalibrator(target_fpr=0.05)
+    cal.fit(np.random.default_rng(0).normal(0, 1, 2000))
+    prof = InputProfile()
+    prof.fit(frame_statistics(_clips(1, 32, 0.2)))
+    model = SimpleNamespace(input_profile=prof, calibrator=cal)
+    same = frame_statistics(_clips(2, 6, 0.2))
+    assert input_warnings(model, same, np.random.default_rng(1).normal(0, 1, 200)) == []
+    high = np.full(200, 5.0)
+    high[:3] = np.nan  # non-finite scores do not count
+    assert any("above the alarm threshold" in w for w in input_warnings(model, same, high))
+    assert input_warnings(SimpleNamespace(calibrator=cal), same, high) == []  # no profile, no check
