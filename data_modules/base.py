@@ -35,6 +35,10 @@ class VideoDataModule(pl.LightningDataModule):
         seed: seed of any random split/generation done by the data module.
     """
 
+    # the masking frames get before the model: data modules decode frames unmasked, so a
+    # checkpoint records "none" and ``seqnrl score`` feeds its model what training fed it
+    sector_mask: str = "none"
+
     def __init__(
         self,
         clip_len: int = 16,

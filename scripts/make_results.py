@@ -154,6 +154,8 @@ def section(res: dict) -> str:
     if res.get("description"):
         out += [res["description"], ""]
     out += [md_table(res["table"]), ""]
+    for extra in res.get("tables", []):  # further tables of the same run (per clip, per fold, ...)
+        out += [f"{extra['title']}:", "", md_table(extra["rows"]), ""]
     refs = res.get("references")
     if refs:
         out += ["References: " + "; ".join(f"{k}: {fmt(v)}" for k, v in refs.items()), ""]

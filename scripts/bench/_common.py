@@ -42,7 +42,7 @@ def quiet_run(threads: int) -> None:
 
 RESULTS_DIR = REPO / "docs" / "results"  # tracked: what the README's results are built from
 FIGURES_DIR = REPO / "docs" / "figures"
-PUBLISHED_KEYS = ("benchmark", "title", "description", "table", "references", "references_text",
+PUBLISHED_KEYS = ("benchmark", "title", "description", "table", "tables", "references", "references_text",
                   "figures", "command", "environment")
 
 
@@ -70,15 +70,16 @@ def publish(result: dict[str, Any], results_dir: Path = RESULTS_DIR, figures_dir
     return path
 
 
-def save(name: str, result: dict[str, Any], out_dir: str | Path = REPO / "bench_out") -> Path:
+def save(name: str, result: dict[str, Any], out_dir: str | Path = REPO / "bench_out", publish_copy: bool = True) -> Path:
     """Write the full result to ``<out_dir>/<name>.json`` and, when it has a table and is
-    written to the default place, its published copy to ``docs/results/<name>.json``."""
+    written to the default place (and ``publish_copy``), its published copy to
+    ``docs/results/<name>.json``."""
     cmd = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(REPO)) if Path(sys.argv[0]).is_file() else sys.argv[0], *sys.argv[1:]])
     result = {"benchmark": name, "command": result.pop("command", cmd), **result, "environment": environment()}
     path = Path(out_dir) / f"{name}.json"
     write_json(path, result)
     print(f"\nwrote {path}")
-    if result.get("table") and Path(out_dir).resolve() == (REPO / "bench_out").resolve():
+    if publish_copy and result.get("table") and Path(out_dir).resolve() == (REPO / "bench_out").resolve():
         print(f"published {publish(result)} (run python scripts/make_results.py to update the README)")
     return path
 

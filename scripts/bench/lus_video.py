@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.bench._common import SHARED_DATA, load_model_config, quiet_run, save, table  # noqa: E402
-from scripts.bench.ped2 import fit_budgeted  # noqa: E402
+from scripts.bench.ped2_st import fit_budgeted  # noqa: E402
 
 PATIENT_GROUPS = ("pat1", "pat2", "pat3")
 SINGLES = "single-clip normals"

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from data_modules.synthetic import SyntheticEchoDataModule  # noqa: E402
 from scripts.bench._common import load_model_config, quiet_run, save, table  # noqa: E402
-from scripts.bench.ped2 import fit_budgeted  # noqa: E402
+from scripts.bench.ped2_st import fit_budgeted  # noqa: E402
 from seqnrl.data.clips import VideoRecord  # noqa: E402
 
 UVT_REAL_ECHONET = {"es_afd": 3.36, "ed_afd": 7.17, "ef_mae": 5.95}

@@ -23,3 +23,47 @@ def frame_difference_scores(frames: torch.Tensor, top_fraction: float = 0.01, sm
     s = d.topk(k, dim=1).values.mean(1).numpy()
     s = np.r_[s[0], s]
     return smooth_scores(s, smooth_sigma)
+
+
+class FlowStatisticsBaseline:
+    """Per-location optical-flow statistics, a strong model-free floor for fixed cameras.
+
+    Frames are resized to ``size`` grey, OpenCV Farneback flow magnitude is averaged in
+    ``cell`` x ``cell`` pixel cells, each cell is z-scored with the mean of all normal
+    training frames and their standard deviation plus ``std_floor``; the frame score is the
+    maximum over cells, averaged over a centred window of ``smooth`` frames. Fitting stores
+    two numbers per cell: nothing is learned beyond counting.
+    """
+
+    def __init__(self, size: tuple[int, int] = (120, 180), cell: int = 12, std_floor: float = 0.25, smooth: int = 5):
+        self.size, self.cell, self.std_floor, self.smooth = tuple(size), cell, std_floor, smooth
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    def cells(self, frames: torch.Tensor) -> np.ndarray:
+        """Cell-mean flow magnitude ``(T, h, w)`` of ``frames`` ``(C, T, H, W)``."""
+        import torch.nn.functional as F
+
+        from seqnrl.scoring.optical_flow import cell_mean, flow_magnitude
+
+        x = frames.float()
+        if frames.dtype == torch.uint8:
+            x = x / 255.0
+        x = x.mean(0, keepdim=True)  # (1, T, H, W)
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x.transpose(0, 1), size=self.size, mode="bilinear", antialias=True).transpose(0, 1)
+        return cell_mean(flow_magnitude(x[None])[0], self.cell).numpy()
+
+    def fit(self, videos) -> FlowStatisticsBaseline:
+        m = np.concatenate([self.cells(v) for v in videos])
+        self.mean, self.std = m.mean(0), m.std(0)
+        return self
+
+    def scores(self, frames: torch.Tensor) -> np.ndarray:
+        if self.mean is None:
+            raise RuntimeError("FlowStatisticsBaseline.fit must be called before scores")
+        z = (self.cells(frames) - self.mean) / (self.std + self.std_floor)
+        s = z.reshape(len(z), -1).max(1)
+        k = max(1, int(self.smooth))
+        padded = np.pad(s, (k // 2, k - 1 - k // 2), mode="edge")
+        return np.convolve(padded, np.ones(k) / k, mode="valid")

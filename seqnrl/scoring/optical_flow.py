@@ -1,0 +1,51 @@
+"""Dense optical flow of frame sequences (OpenCV Farneback) and its per-cell magnitude.
+
+Invariant: the flow of frame ``t`` is the motion from frame ``t - 1`` to ``t``; the first
+frame of a sequence takes the motion from frame 0 to frame 1 (so every frame has a value and
+a one-frame sequence has zero motion). Magnitudes are in pixels per frame at the size the
+frames are given in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# OpenCV's documented example settings: pyramid scale 0.5, 3 levels, 15-px window,
+# 3 iterations, 5-px polynomial neighbourhood with sigma 1.2
+FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+def _grey_uint8(frames: torch.Tensor) -> np.ndarray:
+    """``(C, T, H, W)`` in [0, 1] (or uint8) -> ``(T, H, W)`` uint8 grey."""
+    x = frames.detach().float().cpu()
+    if frames.dtype != torch.uint8:
+        x = x * 255.0
+    return x.mean(0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def farneback_flow(frames: torch.Tensor) -> np.ndarray:
+    """Flow ``(T, H, W, 2)`` (x, y pixels per frame) of one sequence ``(C, T, H, W)``."""
+    import cv2
+
+    g = _grey_uint8(frames)
+    t, h, w = g.shape
+    if t < 2:
+        return np.zeros((t, h, w, 2), dtype=np.float32)
+    flows = [cv2.calcOpticalFlowFarneback(g[i - 1], g[i], None, *FARNEBACK) for i in range(1, t)]
+    return np.stack([flows[0], *flows]).astype(np.float32)
+
+
+def flow_magnitude(video: torch.Tensor) -> torch.Tensor:
+    """Flow magnitude ``(B, T, H, W)`` of a batch of clips ``(B, C, T, H, W)``."""
+    out = [np.linalg.norm(farneback_flow(clip), axis=-1) for clip in video]
+    return torch.from_numpy(np.stack(out)).to(device=video.device, dtype=video.dtype)
+
+
+def cell_mean(x: torch.Tensor, cell: int) -> torch.Tensor:
+    """Mean over ``cell`` x ``cell`` pixel cells of the last two dimensions (a border that
+    does not fill a whole cell is dropped)."""
+    lead = x.shape[:-2]
+    y = F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), cell)
+    return y.reshape(*lead, *y.shape[-2:])
