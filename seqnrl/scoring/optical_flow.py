@@ -8,6 +8,9 @@ frames are given in.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -49,3 +52,50 @@ def cell_mean(x: torch.Tensor, cell: int) -> torch.Tensor:
     lead = x.shape[:-2]
     y = F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), cell)
     return y.reshape(*lead, *y.shape[-2:])
+
+
+class CellFlowCache:
+    """Cell-mean flow magnitudes of frame pairs, remembered by the pairs' pixel content.
+
+    The same pair of frames is met many times (overlapping evaluation windows, training
+    clips drawn again every epoch, re-scoring with other score settings); its flow is a pure
+    function of the two grey frames, so it is computed once. Least recently used entries go
+    beyond ``max_items`` (an entry is ``cells`` floats plus a 16-byte key).
+    """
+
+    def __init__(self, max_items: int = 200_000):
+        self.max_items = max_items
+        self._store: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clip(self, frames: torch.Tensor, cell: int) -> np.ndarray:
+        """``(T, H / cell, W / cell)`` of one clip ``(C, T, H, W)`` (rules of
+        :func:`farneback_flow`)."""
+        import cv2
+
+        g = _grey_uint8(frames)
+        t, h, w = g.shape
+        if t < 2:
+            return np.zeros((t, h // cell, w // cell), dtype=np.float32)
+        out = []
+        for i in range(1, t):
+            key = hashlib.blake2b(g[i - 1].tobytes() + g[i].tobytes() + bytes([cell % 256]), digest_size=16).digest()
+            m = self._store.get(key)
+            if m is None:
+                flow = cv2.calcOpticalFlowFarneback(g[i - 1], g[i], None, *FARNEBACK)
+                mag = torch.from_numpy(np.linalg.norm(flow, axis=-1).astype(np.float32))
+                m = cell_mean(mag, cell).numpy()
+                self._store[key] = m
+                if len(self._store) > self.max_items:
+                    self._store.popitem(last=False)
+            else:
+                self._store.move_to_end(key)
+            out.append(m)
+        return np.stack([out[0], *out])
+
+    def batch(self, video: torch.Tensor, cell: int) -> torch.Tensor:
+        """``(B, T, H / cell, W / cell)`` of a batch ``(B, C, T, H, W)``."""
+        out = np.stack([self.clip(c, cell) for c in video])
+        return torch.from_numpy(out).to(device=video.device, dtype=video.dtype)

@@ -75,7 +75,8 @@ def test_seqnrl_score_reproduces_the_benchmark_scores(tmp_path, repo_root):
 
     model = load_model(ckpt).eval()
     assert model.calibrator.fitted
-    dm = Ped2DataModule(root=str(root), image_size=(48, 72), n_val_clips=1)
+    spec = model.data_spec  # the windows the checkpoint was trained and is scored with
+    dm = Ped2DataModule(root=str(root), image_size=(48, 72), n_val_clips=1, clip_len=spec["clip_len"], stride=spec["stride"])
     pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False).test(
         model, datamodule=dm, verbose=False
     )

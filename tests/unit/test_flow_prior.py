@@ -101,3 +101,19 @@ def test_motion_prior_resizes_other_inputs_and_keeps_shapes():
     terms = model.losses(_batch(list(rgb)))
     assert set(terms) >= {"loss"} and torch.isfinite(terms["loss"])
     assert flow_magnitude(rgb[:, :, :2]).shape == (2, 2, 96, 144)
+
+
+def test_cell_flow_cache_matches_direct_flow_and_reuses_pairs():
+    from seqnrl.scoring.optical_flow import CellFlowCache
+
+    clip = moving_blob(6, 2.0)
+    direct = cell_mean(torch.from_numpy(np.linalg.norm(farneback_flow(clip), axis=-1)), 12).numpy()
+    cache = CellFlowCache(max_items=100)
+    np.testing.assert_array_equal(cache.clip(clip, 12), direct)
+    assert len(cache) == 5  # five frame pairs
+    # a later window: pairs met before; its first frame takes the motion to its next frame
+    np.testing.assert_array_equal(cache.clip(clip[:, 2:], 12), direct[[3, 3, 4, 5]])
+    assert len(cache) == 5
+    small = CellFlowCache(max_items=2)
+    small.clip(clip, 12)
+    assert len(small) == 2

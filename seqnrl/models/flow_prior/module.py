@@ -22,7 +22,7 @@ from einops import rearrange
 from seqnrl import batch as B
 from seqnrl.models.base import NormativeModule
 from seqnrl.models.flow_prior.net import MotionPriorNet
-from seqnrl.scoring.optical_flow import cell_mean, flow_magnitude
+from seqnrl.scoring.optical_flow import CellFlowCache
 
 
 class FlowPriorModel(NormativeModule):
@@ -62,6 +62,7 @@ class FlowPriorModel(NormativeModule):
         )
         self.save_hyperparameters()
         self.net = MotionPriorNet(in_channels=1, width=width, cell=cell)
+        self.flow_cache = CellFlowCache()  # not state: a pure function of the frames
 
     def _inputs(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Grey frames ``(B*T, 1, H, W)`` at the model's size and the observed cell-mean flow
@@ -73,7 +74,7 @@ class FlowPriorModel(NormativeModule):
             flat = rearrange(v, "b c t h w -> (b t) c h w")
             flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
             v = rearrange(flat, "(b t) c h w -> b c t h w", t=t)
-        mag = cell_mean(flow_magnitude(v), self.hparams.cell)  # (B, T, h, w)
+        mag = self.flow_cache.batch(v, self.hparams.cell)  # (B, T, h, w)
         frames = rearrange(v, "b c t h w -> (b t) c h w")
         return frames.to(self.dtype), rearrange(mag, "b t h w -> (b t) h w").to(self.dtype)
 
