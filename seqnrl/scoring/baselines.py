@@ -42,17 +42,9 @@ class FlowStatisticsBaseline:
 
     def cells(self, frames: torch.Tensor) -> np.ndarray:
         """Cell-mean flow magnitude ``(T, h, w)`` of ``frames`` ``(C, T, H, W)``."""
-        import torch.nn.functional as F
+        from seqnrl.scoring.optical_flow import cell_mean, flow_magnitude, grey_at_size
 
-        from seqnrl.scoring.optical_flow import cell_mean, flow_magnitude
-
-        x = frames.float()
-        if frames.dtype == torch.uint8:
-            x = x / 255.0
-        x = x.mean(0, keepdim=True)  # (1, T, H, W)
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x.transpose(0, 1), size=self.size, mode="bilinear", antialias=True).transpose(0, 1)
-        return cell_mean(flow_magnitude(x[None])[0], self.cell).numpy()
+        return cell_mean(flow_magnitude(grey_at_size(frames[None], self.size))[0], self.cell).numpy()
 
     def fit(self, videos) -> FlowStatisticsBaseline:
         m = np.concatenate([self.cells(v) for v in videos])
@@ -63,7 +55,6 @@ class FlowStatisticsBaseline:
         if self.mean is None:
             raise RuntimeError("FlowStatisticsBaseline.fit must be called before scores")
         z = (self.cells(frames) - self.mean) / (self.std + self.std_floor)
-        s = z.reshape(len(z), -1).max(1)
-        k = max(1, int(self.smooth))
-        padded = np.pad(s, (k // 2, k - 1 - k // 2), mode="edge")
-        return np.convolve(padded, np.ones(k) / k, mode="valid")
+        from scipy.ndimage import uniform_filter1d
+
+        return uniform_filter1d(z.reshape(len(z), -1).max(1), max(1, int(self.smooth)), mode="nearest")

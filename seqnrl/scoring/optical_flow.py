@@ -28,6 +28,21 @@ def _grey_uint8(frames: torch.Tensor) -> np.ndarray:
     return x.mean(0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def grey_at_size(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Grey float clips ``(B, 1, T, H', W')`` in [0, 1] of clips ``(B, C, T, H, W)`` (float in
+    [0, 1] or uint8), resized to ``size`` (bilinear, antialiased) where they differ."""
+    v = video.float()
+    if video.dtype == torch.uint8:
+        v = v / 255.0
+    v = v.mean(1, keepdim=True)
+    if tuple(v.shape[-2:]) != tuple(size):
+        b, t = v.shape[0], v.shape[2]
+        flat = v.transpose(1, 2).reshape(b * t, 1, *v.shape[-2:])
+        flat = F.interpolate(flat, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+        v = flat.reshape(b, t, 1, *flat.shape[-2:]).transpose(1, 2)
+    return v
+
+
 def farneback_flow(frames: torch.Tensor) -> np.ndarray:
     """Flow ``(T, H, W, 2)`` (x, y pixels per frame) of one sequence ``(C, T, H, W)``."""
     import cv2
@@ -81,7 +96,8 @@ class CellFlowCache:
             return np.zeros((t, h // cell, w // cell), dtype=np.float32)
         out = []
         for i in range(1, t):
-            key = hashlib.blake2b(g[i - 1].tobytes() + g[i].tobytes() + bytes([cell % 256]), digest_size=16).digest()
+            pair = g[i - 1].tobytes() + g[i].tobytes() + cell.to_bytes(4, "little")
+            key = hashlib.blake2b(pair, digest_size=16).digest()
             m = self._store.get(key)
             if m is None:
                 flow = cv2.calcOpticalFlowFarneback(g[i - 1], g[i], None, *FARNEBACK)

@@ -16,13 +16,12 @@ expecting it).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from seqnrl import batch as B
 from seqnrl.models.base import NormativeModule
 from seqnrl.models.flow_prior.net import MotionPriorNet
-from seqnrl.scoring.optical_flow import CellFlowCache
+from seqnrl.scoring.optical_flow import CellFlowCache, grey_at_size
 
 
 class FlowPriorModel(NormativeModule):
@@ -67,13 +66,7 @@ class FlowPriorModel(NormativeModule):
     def _inputs(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Grey frames ``(B*T, 1, H, W)`` at the model's size and the observed cell-mean flow
         magnitude ``(B*T, H / cell, W / cell)``."""
-        v = video.float().mean(1, keepdim=True)  # (B, 1, T, H, W)
-        size = tuple(self.hparams.image_size)
-        if tuple(v.shape[-2:]) != size:
-            t = v.shape[2]
-            flat = rearrange(v, "b c t h w -> (b t) c h w")
-            flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
-            v = rearrange(flat, "(b t) c h w -> b c t h w", t=t)
+        v = grey_at_size(video, tuple(self.hparams.image_size))  # (B, 1, T, H, W)
         mag = self.flow_cache.batch(v, self.hparams.cell)  # (B, T, h, w)
         frames = rearrange(v, "b c t h w -> (b t) c h w")
         return frames.to(self.dtype), rearrange(mag, "b t h w -> (b t) h w").to(self.dtype)
