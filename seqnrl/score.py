@@ -405,6 +405,7 @@ def score_frames_of(
         size=prep.image_size,
         grayscale=prep.grayscale,
         folder_fps=cfg.folder_fps,
+        align_last=True,  # the windows of training and evaluation (eval_window_starts)
     )
     seen = 0
     stats: list[np.ndarray] = []

@@ -285,23 +285,31 @@ def stream_windows(
     grayscale: bool = False,
     pad_last: bool = True,
     folder_fps: float = 25.0,
+    align_last: bool = False,
 ) -> Iterator[Window]:
     """Stream windows of ``window`` frames starting every ``stride`` frames (or seconds).
 
-    At most ``window`` frames are held. With ``stride <= window`` every frame is covered;
+    At most ``2 * window`` frames are held. With ``stride <= window`` every frame is covered;
     frames after the last full window go into one final window padded with the last frame
-    (``pad_last=True``) or are dropped.
+    (``pad_last=True``) or are dropped. ``align_last=True``: that final window is instead the
+    last ``window`` frames of the video (it starts at ``n - window`` and overlaps the one
+    before), the layout of :func:`seqnrl.data.sampling.eval_window_starts` that training and
+    evaluation use, so a model whose frame scores depend on the whole window scores the same
+    frames together; a video shorter than ``window`` still gets one padded window.
     """
     src = open_source(path, folder_fps)
     rate = float(fps) if fps is not None else src.fps
     w, s = _n_frames(window, unit, rate, "window"), _n_frames(stride, unit, rate, "stride")
     buf: deque[tuple[float, torch.Tensor]] = deque()
+    tail: deque[tuple[float, torch.Tensor]] = deque(maxlen=w)  # the last w frames
     next_start = 0  # index of the first frame of the next window
     covered = 0  # frames [0, covered) are inside an emitted window
     n = 0
     for t, frame in _pipeline(src, fps=fps, size=size, grayscale=grayscale):
         if n >= next_start:
             buf.append((t, frame))
+        if align_last:
+            tail.append((t, frame))
         n += 1
         if len(buf) == w:
             yield _make_window(buf, next_start, w)
@@ -309,7 +317,9 @@ def stream_windows(
             for _ in range(min(s, w)):
                 buf.popleft()
             next_start += s
-    if pad_last and buf and n > covered:
+    if align_last and n > covered and n >= w:
+        yield _make_window(tail, n - w, w)
+    elif (pad_last or align_last) and buf and n > covered:
         yield _make_window(buf, next_start, w)
 
 
@@ -485,7 +495,9 @@ def resize_frames(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
     h, w = x.shape[-2:]
     out_hw = (int(out_hw[0]), int(out_hw[1]))
     if (h, w) == out_hw:
-        return x.round().clamp(0, 255).to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8)
+        return (
+            x.round().clamp(0, 255).to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8)
+        )
     xf = x.float()
     if out_hw[0] <= h and out_hw[1] <= w:
         y = F.interpolate(xf, size=out_hw, mode="area")

@@ -459,3 +459,18 @@ def test_huge_frames_are_shrunk_in_the_decoder_to_nearly_the_same_pixels(tmp_pat
     ref = V.resize_frames(full.permute(1, 0, 2, 3), (64, 64)).permute(1, 0, 2, 3)
     assert small.shape == ref.shape and int((small.int() - ref.int()).abs().max()) <= 1
     assert torch.equal(mid, V.resize_frames(full.permute(1, 0, 2, 3), (128, 128)).permute(1, 0, 2, 3))
+
+
+def test_stream_windows_can_align_the_last_window_like_evaluation(make_video):
+    from seqnrl.data.sampling import eval_window_starts
+
+    path, frames = make_video(23, 25.0)
+    windows = list(stream_windows(path, 8, 4, align_last=True))
+    assert [w.start_index for w in windows] == eval_window_starts(23, 8, 4) == [0, 4, 8, 12, 15]
+    assert all(w.n_valid == 8 for w in windows)
+    for w in windows:  # real frames only, the last one overlapping the one before
+        assert torch.equal(w.frames, frames[:, w.start_index : w.start_index + 8])
+    exact = list(stream_windows(make_video(20, 25.0, name="e.mp4")[0], 8, 4, align_last=True))
+    assert [w.start_index for w in exact] == eval_window_starts(20, 8, 4)
+    (short,) = stream_windows(make_video(5, 25.0, name="s.mp4")[0], 8, 8, align_last=True)
+    assert (short.start_index, short.n_valid) == (0, 5)
