@@ -106,6 +106,8 @@ def frame_difference_video_scores(dm, top_fraction: float) -> dict[str, float]:
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lus.yaml"
 FIGURE = Path(__file__).resolve().parents[2] / "docs" / "figures" / "lus_learning_curve.png"
+REPO = Path(__file__).resolve().parents[2]
+SEQNRL = [sys.executable, "-m", "seqnrl.cli"]
 
 
 def config_settings(path: Path) -> tuple[dict, str, int]:
@@ -225,6 +227,28 @@ def pseudo_check(model, dm, seed: int) -> dict:
     return out
 
 
+def score_child(ckpt: Path, clips: list[str], out: Path, threads: int) -> tuple[dict, float]:
+    """``seqnrl score`` of ``clips`` with a fold's checkpoint; per-frame raw scores read back
+    from its CSVs, and its wall time."""
+    import csv
+    import os
+    import shutil
+    import subprocess
+
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [*SEQNRL, "score", *clips, "--ckpt", str(ckpt), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    t0 = time.time()
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.time() - t0
+    scores = {}
+    for c in clips:
+        with open(out / f"{Path(c).stem}.csv", newline="") as fh:
+            scores[Path(c).stem] = np.array([float(r["raw"]) for r in csv.DictReader(fh)])
+    return scores, wall
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,6 +269,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="lus_video")
+    ap.add_argument("--ckpt-dir", default=str(REPO / "runs" / "lus_folds"),
+                    help="each fold's checkpoint is written here and re-scored by seqnrl score")  # fmt: skip
     args = ap.parse_args(argv)
 
     import pytorch_lightning as pl
@@ -293,6 +319,19 @@ def main(argv=None) -> dict:
             curve_pts.setdefault(e, []).append((minutes, evaluate(snap, dm)))
         final = evaluate(model, dm)
         curve_pts.setdefault(epochs, []).append((fit_min, final))
+        # the user's path: this fold's checkpoint through seqnrl score, on this fold's test clips
+        ckpt = Path(args.ckpt_dir) / f"{test_g.replace(' ', '_')}.ckpt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(ckpt)
+        sources = [r.source for r in recs["test"]]
+        cli, cli_wall = score_child(
+            ckpt, sources, Path(args.ckpt_dir) / f"scored_{test_g.replace(' ', '_')}", args.threads
+        )
+        loop = model.last_results
+        cli_diff = max(float(np.max(np.abs(cli[v] - loop[v].scores))) for v in loop)
+        cli_fps = sum(len(x) for x in cli.values()) / max(cli_wall, 1e-9)
+        print(f"seqnrl score with {ckpt.name}: max |score - benchmark score| {cli_diff:.2e}, "
+              f"{cli_fps:.1f} frames/s including start-up", flush=True)  # fmt: skip
         curve_pts.setdefault(0, []).append((0.0, untrained))
         pseudo.append(
             {"fold": test_g, "calibration group": val_g, **pseudo_check(model, dm, args.seed)}
@@ -325,11 +364,14 @@ def main(argv=None) -> dict:
                          "auroc_frame_difference": a_fd, "train_minutes": fit_min, "epochs": epochs,
                          "steps": int(trainer.global_step), "normal_test_fpr": final["normal_fpr"],
                          "test_seconds": final["test_seconds"], "frames_scored": final["frames"],
+                         "checkpoint": str(ckpt.relative_to(REPO)) if ckpt.is_relative_to(REPO) else str(ckpt),
+                         "seqnrl_score_max_abs_diff": cli_diff, "seqnrl_score_frames_per_second": cli_fps,
                          "frames_per_second": final["frames"] / max(final["test_seconds"], 1e-9)}  # fmt: skip
         rows.append({"test group": test_g, "normal/path. clips": f"{labels.count(0)}/{labels.count(1)}",
                      "AUROC model": a["model"], "AUROC untrained": a["untrained"], "AUROC frame diff.": a_fd,
                      "FPR held-out normal @5%": final["normal_fpr"], "train_min": fit_min,
-                     "steps": int(trainer.global_step)})  # fmt: skip
+                     "steps": int(trainer.global_step), "seqnrl score fps": cli_fps,
+                     "seqnrl score = bench": cli_diff < 1e-4})  # fmt: skip
         print(table(rows[-1:]), flush=True)
     tables = {}
     if len(folds) > 1:
