@@ -8,9 +8,12 @@ normal lung has none. The model learns, from normal clips only, the grey level t
 every pixel of the lower part of the view *given the upper part* (mean and spread, Gaussian
 likelihood); a frame is anomalous where the lower part is brighter than expected:
 
-    score = mean over the lower part of max(0, (observed - expected) / spread)
+    excess = max(0, (observed - expected) / spread)   for every pixel of the lower part
 
-(darker than expected, e.g. a shadow behind a rib, is not a sign of disease). Expected
+(darker than expected, e.g. a shadow behind a rib, is not a sign of disease); the frame score
+pools it: its mean (``pooling="mean"``), or the mean of the ``top_columns`` columns with the
+largest mean excess (``pooling="columns"``: B-lines are vertical; what ``configs/lus.yaml``
+uses, chosen on validation pseudo-anomalies). Expected
 grey levels follow the frame's own gain (they are predicted from its upper part), which is
 what lets one threshold hold across probes and settings.
 
