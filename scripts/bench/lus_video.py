@@ -447,7 +447,7 @@ def main(argv=None) -> dict:
         "per_clip": per_clip,
         "total_minutes": total,
         "table": rows,
-        "tables": tables,
+        "tables": [{"title": k, "rows": v} for k, v in tables.items()],
         "figures": ["docs/figures/lus_learning_curve.png"] if len(folds) > 1 else [],
     }
     save(args.name, result)
