@@ -82,3 +82,13 @@ class SpaceTimePosition(nn.Module):
                 )
             x = x + rearrange(self.space(n), "n d -> 1 1 n d")
         return x
+
+
+def coordinate_channels(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(N, C, H, W)`` with two channels appended: the row and the column of each pixel,
+    each from -1 to 1 (what lets a convolution learn what each place of a fixed view does)."""
+    n, _, h, w = x.shape
+    ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(n, 2, h, w)
+    return torch.cat([x, grid], 1)

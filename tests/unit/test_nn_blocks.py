@@ -128,3 +128,16 @@ def test_frame_cnn_shapes():
     assert dec(z).shape == v.shape
     with pytest.raises(ValueError):
         FrameEncoder(1, image_size=30, depth=2)
+
+
+def test_coordinate_channels_append_row_and_column():
+    from seqnrl.nn.posenc import coordinate_channels
+
+    x = torch.zeros(2, 3, 4, 5)
+    out = coordinate_channels(x)
+    assert out.shape == (2, 5, 4, 5)
+    torch.testing.assert_close(out[:, :3], x)
+    # row channel: -1 at the top, 1 at the bottom, the same along a row; column channel likewise
+    torch.testing.assert_close(out[0, 3, :, 0], torch.linspace(-1, 1, 4))
+    torch.testing.assert_close(out[1, 4, 0], torch.linspace(-1, 1, 5))
+    assert (out[:, 3] == out[:, 3, :, :1]).all() and (out[:, 4] == out[:, 4, :1]).all()

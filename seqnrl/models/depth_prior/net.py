@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqnrl.nn.posenc import coordinate_channels
+
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.SiLU())
@@ -36,11 +38,8 @@ class DepthPriorNet(nn.Module):
         self.out = nn.Conv2d(c, 2, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
-        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(n, 2, h, w)
-        h1 = self.e1(torch.cat([x, grid], 1))
+        n = x.shape[0]
+        h1 = self.e1(coordinate_channels(x))
         h2 = self.e2(F.avg_pool2d(h1, 2))
         h3 = self.e3(F.avg_pool2d(h2, 2))
         m = self.mid(F.avg_pool2d(h3, 2)).view(n, 4 * self.width, self.s8, self.s8)

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqnrl.nn.posenc import coordinate_channels
+
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
@@ -39,10 +41,7 @@ class MotionPriorNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
-        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(n, 2, h, w)
-        f = self.body(torch.cat([x, grid], 1))
+        f = self.body(coordinate_channels(x))
         f = F.adaptive_avg_pool2d(f, (h // self.cell, w // self.cell))
         out = self.head(self.context(f))
         mean = F.softplus(out[:, 0])
