@@ -137,3 +137,12 @@ def train_and_test(model, dm, max_minutes: float, max_epochs: int = 1000, seed: 
         "per_video": {k: {"video_score_top10": float(np.sort(v.scores[np.isfinite(v.scores)])[-max(1, len(v.scores) // 10):].mean()),
                           "label": v.label} for k, v in model.last_results.items()},
     }
+
+
+def curve_epochs(n: int) -> list[int]:
+    """Epochs on a learning curve: 1, 2, 4, 8, ... and the last ``n`` (each costs a test pass)."""
+    out, e = {n}, 1
+    while e < n:
+        out.add(e)
+        e *= 2
+    return sorted(out)

@@ -51,7 +51,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench._common import SHARED_DATA, load_model_config, quiet_run, save, table  # noqa: E402
+from scripts.bench._common import (  # noqa: E402
+    FIGURES_DIR,
+    REPO,
+    SHARED_DATA,
+    curve_epochs,
+    load_model_config,
+    quiet_run,
+    save,
+    table,
+)
 
 PATIENT_GROUPS = ("pat1", "pat2", "pat3")
 SINGLES = "single-clip normals"
@@ -109,9 +118,8 @@ def frame_difference_video_scores(dm, top_fraction: float) -> dict[str, float]:
     }
 
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lus.yaml"
-FIGURE = Path(__file__).resolve().parents[2] / "docs" / "figures" / "lus_learning_curve.png"
-REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "lus.yaml"
+FIGURE = FIGURES_DIR / "lus_learning_curve.png"
 SEQNRL = [sys.executable, "-m", "seqnrl.cli"]
 
 
@@ -126,37 +134,27 @@ def config_settings(path: Path) -> tuple[dict, str, int]:
     return dict(cfg["data"]["init_args"]), model, int(cfg["trainer"]["max_epochs"])
 
 
-def curve_epochs(n: int) -> list[int]:
-    """1, 2, 4, 8, ... and ``n``."""
-    out, e = {n}, 1
-    while e < n:
-        out.add(e)
-        e *= 2
-    return sorted(out)
+def snapshots(epochs):
+    """Lightning callback keeping the weights and elapsed training minutes after ``epochs``
+    (in ``.states``: epoch -> (state_dict, minutes))."""
+    import pytorch_lightning as pl
 
+    class Snapshots(pl.Callback):
+        def __init__(self):
+            self.keep, self.states, self.t0 = set(epochs), {}, None
 
-class Snapshots:
-    """Lightning callback: weights and elapsed training minutes after the chosen epochs."""
+        def on_train_start(self, trainer, module):
+            self.t0 = time.perf_counter()
 
-    def __new__(cls, epochs):
-        import pytorch_lightning as pl
+        def on_train_epoch_end(self, trainer, module):
+            e = trainer.current_epoch + 1
+            if e in self.keep:
+                self.states[e] = (
+                    copy.deepcopy(module.state_dict()),
+                    (time.perf_counter() - self.t0) / 60,
+                )
 
-        class _S(pl.Callback):
-            def __init__(self):
-                self.keep, self.states, self.t0 = set(epochs), {}, None
-
-            def on_train_start(self, trainer, module):
-                self.t0 = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, module):
-                e = trainer.current_epoch + 1
-                if e in self.keep:
-                    self.states[e] = (
-                        copy.deepcopy(module.state_dict()),
-                        (time.perf_counter() - self.t0) / 60,
-                    )
-
-        return _S()
+    return Snapshots()
 
 
 def evaluate(model, dm) -> dict:
@@ -309,7 +307,7 @@ def main(argv=None) -> dict:
         model = load_model_config(model_cfg)
         dm.setup("fit")
         untrained = evaluate(model, dm)
-        snaps = Snapshots(keep)
+        snaps = snapshots(keep)
         trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=[snaps],
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip

@@ -51,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench._common import REPO, SHARED_DATA, quiet_run, save, table  # noqa: E402
+from scripts.bench._common import REPO, SHARED_DATA, curve_epochs, quiet_run, save, table  # noqa: E402
 
 REFERENCES = {
     "future-frame prediction (Liu et al. 2018), per-video normalised": 0.954,
@@ -195,15 +195,6 @@ def score_child(args, ckpt: Path, folders: list[Path], out: Path) -> tuple[dict,
             scores[name] = np.array([float(r["raw"]) for r in csv.DictReader(fh)])
         info[name] = json.loads((out / f"{f.name}.json").read_text())
     return scores, wall, info
-
-
-def curve_epochs(n: int) -> set[int]:
-    """Epochs on the learning curve: 1, 2, 4, 8, ... and the last (each costs a test pass)."""
-    out, e = {n}, 1
-    while e < n:
-        out.add(e)
-        e *= 2
-    return out
 
 
 def learning_curve_plot(path: Path, curve: list[dict], floors: dict) -> Path:
