@@ -30,7 +30,7 @@ MARKERS = {
 }
 # sections in this order (the most important task first); others follow alphabetically
 ORDER = [
-    "ped2", "ped2_st", "lus_video", "motion_mocap", "motion_synthetic", "pose_mocap", "pose_synthetic",
+    "ped2", "ped2_st", "lus_video", "motion_styles", "motion_mocap", "motion_synthetic", "pose_mocap", "pose_synthetic",
     "st_echo_heads", "diffusion_ef_fidelity", "normative_eval", "diadm_coverage",
     "summarise_dsn_synthetic", "summarise_lus_ckpt", "summarise_lus", "summarise_throughput",
     "supported_data",
@@ -67,6 +67,14 @@ HEADLINE = [
     Headline("Lung ultrasound, leave-patient-out, pooled video AUROC", "lus_video",
              _c("AUROC model", **{"test group": "pooled over folds"}),
              _c("AUROC frame diff.", **{"test group": "pooled over folds"}), "frame difference", "–"),
+    Headline("Stylised real motion, elderly vs normal, 1-s window AUROC, one threshold", "motion_styles",
+             _c("elderly", window="1 s", method="kinematic prior (seqnrl)"),
+             _c("elderly", window="1 s", method="floor: joint-angle window stats + 5-NN"),
+             "joint-angle window statistics + 5-NN", "–"),
+    Headline("Stylised real motion, exhausted vs normal, 1/3-s window AUROC, one threshold", "motion_styles",
+             _c("exhausted", window="1/3 s", method="kinematic prior (seqnrl)"),
+             _c("exhausted", window="1/3 s", method="floor: joint-angle window stats + 5-NN"),
+             "joint-angle window statistics + 5-NN", "–"),
     Headline("CMU motion perturbations, frame AUROC (all kinds)", "motion_mocap",
              _c("frame_auroc_micro", anomaly="all", signal="score"),
              _c("frame_auroc_micro", anomaly="all", signal="speed_typicality"), "speed typicality", "–"),

@@ -321,6 +321,19 @@ def local_transforms(motion: Motion) -> tuple[np.ndarray, np.ndarray]:
     return rot, trans
 
 
+def joint_angles(motion: Motion, drop_root: bool = True) -> np.ndarray:
+    """``(T, C)`` the rotation channels (degrees, as written) of every joint, in hierarchy
+    order; ``drop_root`` leaves out the first joint's (the root's global orientation)."""
+    cols = [
+        sl.start + k
+        for j, sl in enumerate(motion.channel_slices())
+        if not (drop_root and j == 0)
+        for k, name in enumerate(motion.channels[j])
+        if name.lower().endswith("rotation")
+    ]
+    return motion.values[:, cols].astype(np.float64)
+
+
 def forward_kinematics(motion: Motion, include_end_sites: bool = True) -> np.ndarray:
     """Global joint positions ``(T, J, 3)`` in file units (vectorised over frames).
 

@@ -58,3 +58,53 @@ class FlowStatisticsBaseline:
         from scipy.ndimage import uniform_filter1d
 
         return uniform_filter1d(z.reshape(len(z), -1).max(1), max(1, int(self.smooth)), mode="nearest")
+
+
+class JointAngleWindowBaseline:
+    """Window statistics of joint-angle changes with k-nearest-neighbour distance: the
+    model-free floor for motion capture.
+
+    For each window of ``window`` frames: the mean and standard deviation of the
+    frame-to-frame change of every joint-angle channel (degrees, wrapped to [-180, 180)),
+    z-scored with the statistics of the normal training windows; the score is the mean
+    Euclidean distance to the ``k`` nearest normal training windows (``scipy.spatial.cKDTree``).
+    Training windows are taken at every frame (stride 1). Nothing is learned beyond storing
+    the normal windows.
+    """
+
+    def __init__(self, window: int = 30, k: int = 5):
+        if window < 2 or k < 1:
+            raise ValueError(f"need window >= 2 and k >= 1, got window={window}, k={k}")
+        self.window, self.k = int(window), int(k)
+        self.tree = None
+
+    def features(self, angles: np.ndarray) -> np.ndarray:
+        """``(n_windows, 2 * C)`` features of the windows ``[s, s + window)`` of ``angles``
+        ``(T, C)``, one per start ``s`` (none when ``T < window``)."""
+        d = np.diff(np.asarray(angles, dtype=np.float64), axis=0)
+        d = (d + 180.0) % 360.0 - 180.0
+        w = self.window - 1  # changes inside a window of `window` frames
+        if d.shape[0] < w:
+            return np.zeros((0, 2 * d.shape[1]))
+        view = np.lib.stride_tricks.sliding_window_view(d, w, axis=0)  # (n, C, w)
+        return np.concatenate([view.mean(-1), view.std(-1)], axis=1)
+
+    def fit(self, normal: list[np.ndarray]) -> JointAngleWindowBaseline:
+        from scipy.spatial import cKDTree
+
+        x = np.concatenate([self.features(a) for a in normal])
+        if len(x) <= self.k:
+            raise ValueError(f"{len(x)} normal training windows of {self.window} frames: too few for k={self.k}")
+        self.mean, self.std = x.mean(0), x.std(0) + 1e-6
+        self.tree = cKDTree((x - self.mean) / self.std)
+        return self
+
+    def score(self, angles: np.ndarray) -> np.ndarray:
+        """Score of every full window of ``angles``, indexed by the window's first frame."""
+        if self.tree is None:
+            raise RuntimeError("JointAngleWindowBaseline.score before fit")
+        f = self.features(angles)
+        if len(f) == 0:
+            return np.zeros(0)
+        dist, _ = self.tree.query((f - self.mean) / self.std, k=self.k)
+        return np.asarray(dist).reshape(len(f), -1).mean(1)

@@ -113,3 +113,27 @@ def test_atomic_outputs_are_ordinary_files(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
     assert not list(tmp_path.glob(".x.*"))
+
+
+def test_joint_angle_window_baseline(tmp_path):
+    from seqnrl.io.bvh import joint_angles, read_bvh
+    from seqnrl.scoring.baselines import JointAngleWindowBaseline
+    from tests.bvh_factory import write_take
+
+    motion = read_bvh(write_take(tmp_path / "w.bvh", n_frames=60))
+    assert joint_angles(motion).shape == (60, 6 * 3)  # root's rotation left out
+    assert joint_angles(motion, drop_root=False).shape == (60, 7 * 3)
+
+    rng = np.random.default_rng(0)
+    normal = [np.cumsum(rng.normal(0, 1, (80, 4)), axis=0) for _ in range(3)]
+    base = JointAngleWindowBaseline(window=10, k=1).fit(normal)
+    assert base.score(normal[0]).shape == (71,)
+    assert float(np.abs(base.score(normal[0])).max()) < 1e-9  # its own windows are in the bank
+    fast = np.cumsum(rng.normal(0, 5, (80, 4)), axis=0)  # five times larger changes
+    assert base.score(fast).min() > base.score(np.cumsum(rng.normal(0, 1, (80, 4)), axis=0)).max()
+    # a change across the +-180 degree seam is a small change, not a jump of 358 degrees
+    lin = 170.0 + 2.0 * np.arange(20)[:, None]
+    wrapped = (lin + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(base.features(wrapped), base.features(lin))
+    with pytest.raises(ValueError, match="too few"):
+        JointAngleWindowBaseline(window=50, k=5).fit([normal[0][:52]])
