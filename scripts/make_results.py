@@ -30,7 +30,7 @@ MARKERS = {
 }
 # sections in this order (the most important task first); others follow alphabetically
 ORDER = [
-    "ped2", "ped2_st", "lus_video", "motion_styles", "motion_mocap", "motion_synthetic", "pose_mocap", "pose_synthetic",
+    "ped2", "ped2_st", "lus_video", "motion_styles", "mocap_kinematic", "motion_mocap", "motion_synthetic", "pose_mocap", "pose_synthetic",
     "st_echo_heads", "diffusion_ef_fidelity", "normative_eval", "diadm_coverage",
     "summarise_dsn_synthetic", "summarise_lus_ckpt", "summarise_lus", "summarise_throughput",
     "supported_data",

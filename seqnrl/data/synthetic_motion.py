@@ -257,6 +257,62 @@ def inject_freeze(keypoints: np.ndarray, span: tuple[int, int], resume: bool = T
     return kp[src].copy()
 
 
+def inject_speed(keypoints: np.ndarray, span: tuple[int, int], factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The motion played ``factor`` times faster inside ``span`` and at normal speed around it,
+    without a jump: frame ``t`` shows source time ``t`` before the span, ``s + factor (t - s)``
+    inside it, and continues at normal speed from where the span ended. Positions are linearly
+    interpolated between source frames; the sequence ends where the source does (it gets
+    shorter). Returns the keypoints and per-frame labels (1 inside the span)."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    n = kp.shape[0]
+    s, e = span
+    t = np.arange(n, dtype=np.float64)
+    src = np.where(t < s, t, np.where(t < e, s + factor * (t - s), s + factor * (e - s) + (t - e)))
+    keep = src <= n - 1
+    src = src[keep]
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    w = (src - lo)[:, None, None]
+    out = (1 - w) * kp[lo] + w * kp[hi]
+    lab = ((t >= s) & (t < e))[keep].astype(np.int64)
+    return out.astype(np.asarray(keypoints).dtype, copy=False), lab
+
+
+def inject_stiff_knee(
+    keypoints: np.ndarray,
+    span: tuple[int, int],
+    hip: int,
+    knee: int,
+    below: Sequence[int],
+    keep: float,
+    fps: float,
+    rise_s: float = 0.15,
+) -> np.ndarray:
+    """A limp: inside ``span`` one knee bends only ``keep`` times as much as it did (a stiff,
+    guarded leg). The joints ``below`` the knee (ankle, toes) rotate rigidly about the knee in
+    the plane of thigh and shank, so bone lengths are kept; raised-cosine onset and offset."""
+    kp = np.array(keypoints, dtype=np.float64, copy=True)
+    t = np.arange(kp.shape[0]) / fps
+    env = _ramp(t, span[0] / fps, span[1] / fps, rise_s)
+    for i in np.nonzero(env > 0)[0]:
+        thigh = kp[i, knee] - kp[i, hip]
+        shank = kp[i, below[0]] - kp[i, knee]
+        axis = np.cross(thigh, shank)
+        norm = np.linalg.norm(axis)
+        if norm < 1e-12:
+            continue
+        axis /= norm
+        cosang = np.dot(thigh, shank) / (np.linalg.norm(thigh) * np.linalg.norm(shank) + 1e-12)
+        flexion = float(np.arccos(np.clip(cosang, -1.0, 1.0)))
+        angle = -env[i] * (1.0 - keep) * flexion  # straighten towards the thigh's direction
+        c, s_ = np.cos(angle), np.sin(angle)
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rot = np.eye(3) + s_ * k + (1 - c) * (k @ k)
+        for j in below:
+            kp[i, j] = kp[i, knee] + rot @ (kp[i, j] - kp[i, knee])
+    return kp.astype(np.asarray(keypoints).dtype, copy=False)
+
+
 def make_motion(
     seed: int,
     n_frames: int = 128,
