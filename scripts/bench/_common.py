@@ -146,3 +146,33 @@ def curve_epochs(n: int) -> list[int]:
         out.add(e)
         e *= 2
     return sorted(out)
+
+
+SEQNRL = [sys.executable, "-m", "seqnrl.cli"]
+
+
+def fit_child(config: str | Path, run_dir: Path, epochs: int, threads: int, seed: int | None = None) -> float:
+    """``seqnrl fit --config CONFIG`` as a child process, as a user runs it, with its outputs
+    (logs, checkpoints: the config's single ModelCheckpoint) moved into a fresh ``run_dir``;
+    returns the minutes it took."""
+    import os
+    import shutil
+    import subprocess
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cmd = [*SEQNRL, "fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
+           *(["--seed_everything", str(seed)] if seed is not None else []),
+           "--trainer.default_root_dir", str(run_dir), "--trainer.logger.init_args.save_dir", str(run_dir),
+           "--trainer.enable_progress_bar", "false", "--trainer.callbacks.init_args.dirpath", str(run_dir / "checkpoints")]
+    print("$ seqnrl " + " ".join(cmd[3:]), flush=True)
+    t0 = time.time()
+    subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, check=True)
+    return (time.time() - t0) / 60
+
+
+def auroc3(scores, labels) -> float:
+    """Binary AUROC (torchmetrics, via seqnrl.metrics.anomaly) rounded to 3 decimals."""
+    from seqnrl.metrics.anomaly import auroc
+
+    return round(auroc(np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)), 3)

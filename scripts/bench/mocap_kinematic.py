@@ -33,27 +33,16 @@ score, mirror augmentation, 70 epochs) on a 21-joint skeleton.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench._common import REPO, SHARED_DATA, quiet_run, save, table  # noqa: E402
+from scripts.bench._common import REPO, SHARED_DATA, auroc3, fit_child, quiet_run, save, table  # noqa: E402
 
 CONFIG = REPO / "configs" / "mocap_kinematic.yaml"
-SEQNRL = [sys.executable, "-m", "seqnrl.cli"]
-
-
-def auroc(scores, labels) -> float:
-    from seqnrl.metrics.anomaly import auroc as _auroc
-
-    return round(_auroc(np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)), 3)
 
 
 def descriptors(kp: np.ndarray, names: list[str], fps: float) -> dict[str, np.ndarray]:
@@ -77,18 +66,6 @@ def descriptors(kp: np.ndarray, names: list[str], fps: float) -> dict[str, np.nd
         "knee asymmetry": knee("L") - knee("R"),
         "arm jitter": np.log(np.linalg.norm(a[:, hands], axis=-1).max(1) + 1e-3),
     }
-
-
-def run_fit(config: Path, run_dir: Path, epochs: int, threads: int) -> float:
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    cmd = [*SEQNRL, "fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
-           "--trainer.default_root_dir", str(run_dir), "--trainer.logger.init_args.save_dir", str(run_dir),
-           "--trainer.enable_progress_bar", "false", "--trainer.callbacks.init_args.dirpath", str(run_dir / "checkpoints")]
-    print("$ seqnrl " + " ".join(cmd[3:]), flush=True)
-    t0 = time.time()
-    subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, check=True)
-    return (time.time() - t0) / 60
 
 
 def main(argv=None) -> dict:
@@ -121,7 +98,7 @@ def main(argv=None) -> dict:
     names = dm.joint_names
 
     run_dir = Path(args.run_dir)
-    train_min = run_fit(Path(args.config), run_dir, epochs, args.threads)
+    train_min = fit_child(Path(args.config), run_dir, epochs, args.threads)
     model = load_model(run_dir / "checkpoints" / "last.ckpt", expected=KinematicPriorModel).eval()
     torch.manual_seed(0)
     fresh = KinematicPriorModel(**dict(model.hparams))
@@ -155,7 +132,7 @@ def main(argv=None) -> dict:
         row = {"perturbation": kind}
         for sig in sig_names:
             sc = np.concatenate([signals[base][sig]] + [signals[v][sig] for v in vids])
-            row[sig] = auroc(sc, lab)
+            row[sig] = auroc3(sc, lab)
         desc = [k for k in sig_names if k not in ("kinematic prior", "untrained")]
         best = max(desc, key=lambda k: row[k])
         row["best descriptor"] = f"{best} ({row[best]:.3f})"

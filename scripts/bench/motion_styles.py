@@ -63,18 +63,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench._common import REPO, SHARED_DATA, quiet_run, save, table  # noqa: E402
+from scripts.bench._common import REPO, SHARED_DATA, auroc3, fit_child, quiet_run, save, table  # noqa: E402
 
 CONFIG = REPO / "configs" / "motion_styles.yaml"
-SEQNRL = [sys.executable, "-m", "seqnrl.cli"]
 WINDOWS = {"1 s": 30, "1/3 s": 10}
 STYLES = ("elderly", "exhausted")
-
-
-def auroc(scores, labels) -> float:
-    from seqnrl.metrics.anomaly import auroc as _auroc
-
-    return round(_auroc(np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)), 3)
 
 
 def window_means(frame_scores: np.ndarray, w: int) -> np.ndarray:
@@ -105,21 +98,7 @@ def _pair(windows, normal, abnormal) -> float:
     if not s0 or not s1:
         return float("nan")
     s0, s1 = np.concatenate(s0), np.concatenate(s1)
-    return auroc(np.r_[s0, s1], np.r_[np.zeros(len(s0)), np.ones(len(s1))])
-
-
-def run_fit(config: Path, run_dir: Path, epochs: int, threads: int) -> float:
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    cmd = [*SEQNRL, "fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
-           "--trainer.default_root_dir", str(run_dir),
-           "--trainer.logger.init_args.save_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-           "--trainer.callbacks.init_args.dirpath", str(run_dir / "checkpoints")]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    print("$ seqnrl " + " ".join(cmd[3:]), flush=True)
-    t0 = time.time()
-    subprocess.run(cmd, cwd=REPO, env=env, check=True)
-    return (time.time() - t0) / 60
+    return auroc3(np.r_[s0, s1], np.r_[np.zeros(len(s0)), np.ones(len(s1))])
 
 
 def last_val_loss(run_dir: Path) -> float:
@@ -233,6 +212,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's max_epochs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--run-dir", default=str(REPO / "runs" / "motion_styles_bench"))
+    ap.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
+                    help="further training seeds (fit + score only) for the seed-spread table")
     args = ap.parse_args(argv)
     quiet_run(args.threads)
 
@@ -273,7 +254,7 @@ def main(argv=None) -> dict:
 
     # -- the model: seqnrl fit, then score_bvh from the checkpoint ----------------------------
     run_dir = Path(args.run_dir)
-    train_min = run_fit(Path(args.config), run_dir, epochs, args.threads)
+    train_min = fit_child(Path(args.config), run_dir, epochs, args.threads)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     val_loss = last_val_loss(run_dir)
     t0 = time.time()
@@ -342,6 +323,16 @@ def main(argv=None) -> dict:
     print(f"\nthreshold transfer: {transfer}\nval/loss (calibration takes) {val_loss}; seqnrl fit {train_min:.1f} min; score_bvh {score_s:.1f} s; "
           f"in-process vs score_bvh max relative difference {max_diff:.2e}", flush=True)
 
+    spread = [{"seed": int(cfg.get("seed_everything", 0)), **{f"{lab} {st}": model_res[lab][st] for lab in WINDOWS for st in STYLES}}]
+    for seed in args.extra_seeds:
+        sdir = run_dir.with_name(f"{run_dir.name}_seed{seed}")
+        fit_child(Path(args.config), sdir, epochs, args.threads, seed=seed)
+        sc = run_score(sdir / "checkpoints" / "last.ckpt", [m["path"] for m in test.values()], sdir / "scores", args.threads)
+        spread.append({"seed": seed, **{f"{lab} {st}": style_table(windows_of(sc, w), test)[st] for lab, w in WINDOWS.items() for st in STYLES}})
+    if len(spread) > 1:
+        keys = [k for k in spread[0] if k != "seed"]
+        spread.append({"seed": "mean ± sd", **{k: f"{np.mean([r[k] for r in spread]):.3f} ± {np.std([r[k] for r in spread]):.3f}" for k in keys}})
+    print("\n" + table(spread), flush=True)
     parts = body_part_rows(model, pos, test)
     print("\n" + table(parts), flush=True)
     parts_fig = body_part_figure(REPO / "bench_out" / "figures" / "motion_styles_body_parts.png", parts)
@@ -361,6 +352,8 @@ def main(argv=None) -> dict:
         "tables": [
             {"title": "Per activity and style (kinematic prior vs floor at the same window)", "rows": act_rows},
             {"title": "One threshold (5 % FPR on the calibration takes' 1-s windows) on the test windows", "rows": [transfer]},
+            {"title": "Training seeds (the same config, `--seed_everything`; the first row is the published model)",
+             "rows": spread},
             {"title": "Learning curve (epoch 0 = untrained)", "rows": curve},
             {"title": "Which body parts carry the score (share of the surprise, all frames of the test takes)",
              "rows": parts},
