@@ -182,6 +182,51 @@ def body_part_rows(model, pos: dict, test: dict) -> list[dict]:
     return rows
 
 
+def descriptor_rows(pos: dict, meta: dict, model, fps: float) -> list[dict]:
+    """Per activity and style, each descriptor's mean over the test takes as a z-score against
+    the normal *training* takes of the same activity (no learning)."""
+    from seqnrl.models.kinematic_prior.descriptors import DESCRIPTORS, take_descriptors
+
+    hp = model.hparams
+    d = {t: take_descriptors(pos[t], fps, hp.joint_names, hp.root_joint, tuple(hp.heading_joints), hp.up_axis) for t in meta}
+    rows = []
+    for c in sorted({m["content"] for m in meta.values()}):
+        ref = [d[t] for t, m in meta.items() if m["content"] == c and m["split"] == "train"]
+        mu = {k: np.mean([r[k] for r in ref]) for k in DESCRIPTORS}
+        sd = {k: np.std([r[k] for r in ref]) + 1e-9 for k in DESCRIPTORS}
+        for st in ("normal", *STYLES):
+            takes = [d[t] for t, m in meta.items() if m["content"] == c and m["style"] == st and m["split"] == "test"]
+            rows.append({"activity": c, "style": st,
+                         **{k: round(float((np.mean([r[k] for r in takes]) - mu[k]) / sd[k]), 1) for k in DESCRIPTORS}})
+    return rows
+
+
+def descriptor_figure(path: Path, rows: list[dict]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["style"] != "normal"]
+    keys = [k for k in rows[0] if k not in ("activity", "style")]
+    z = np.array([[r[k] for k in keys] for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    im = ax.imshow(np.clip(z, -6, 6), cmap="RdBu_r", vmin=-6, vmax=6, aspect="auto")
+    ax.set_xticks(range(len(keys)), keys, rotation=20, fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"{r['activity']} / {r['style']}" for r in rows], fontsize=7)
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            ax.text(j, i, f"{z[i, j]:.1f}", ha="center", va="center", fontsize=6,
+                    color="white" if abs(z[i, j]) > 4 else "black")
+    fig.colorbar(im, ax=ax, label="z vs normal training takes (clipped at 6)")
+    ax.set_title("How elderly and exhausted takes differ (held-out takes, no learning)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def body_part_figure(path: Path, rows: list[dict]) -> Path:
     import matplotlib
 
@@ -336,6 +381,9 @@ def main(argv=None) -> dict:
     parts = body_part_rows(model, pos, test)
     print("\n" + table(parts), flush=True)
     parts_fig = body_part_figure(REPO / "bench_out" / "figures" / "motion_styles_body_parts.png", parts)
+    desc = descriptor_rows(pos, meta, model, fps)
+    print("\n" + table(desc), flush=True)
+    desc_fig = descriptor_figure(REPO / "bench_out" / "figures" / "motion_styles_descriptors.png", desc)
     walk_n = next(t for t, m in test.items() if m["content"] == "walk" and m["style"] == "normal")
     walk_e = next(t for t, m in test.items() if m["content"] == "walk" and m["style"] == "elderly")
     thr_frame = float(model.calibrator.threshold)
@@ -357,8 +405,11 @@ def main(argv=None) -> dict:
             {"title": "Learning curve (epoch 0 = untrained)", "rows": curve},
             {"title": "Which body parts carry the score (share of the surprise, all frames of the test takes)",
              "rows": parts},
+            {"title": ("What differs, in a clinician's terms: descriptors of the test takes as z-scores against the normal "
+                       "training takes of the same activity (no learning; seqnrl.models.kinematic_prior.descriptors)"),
+             "rows": desc},
         ],
-        "figures": [str(fig), str(parts_fig)],
+        "figures": [str(fig), str(parts_fig), str(desc_fig)],
         "train_minutes": round(train_min, 2),
         "val_loss": val_loss,
         "score_seconds": round(score_s, 1),

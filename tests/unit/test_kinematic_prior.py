@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,30 @@ def test_joint_shares_add_up_to_the_score(tmp_path):
     torch.testing.assert_close(shares.sum(-1), z2.mean(-1))
     assert float(shares[..., 2].abs().max()) == 0.0  # an ignored joint carries nothing
     np.testing.assert_allclose(model.score_sequence(kp[0].numpy()), z2.mean(-1)[0].numpy(), rtol=1e-6)
+
+
+def test_descriptors_name_what_differs(tmp_path):
+    from seqnrl.models.kinematic_prior.descriptors import DESCRIPTORS, take_descriptors
+
+    # the toy walker has no neck, hands or ankles: those descriptors are NaN, the rest measured
+    d = take_descriptors(_positions(tmp_path).numpy(), 30.0, JOINTS, 0, HEADING)
+    assert set(d) == set(DESCRIPTORS)
+    assert np.isnan(d["trunk flexion"]) and np.isnan(d["arm swing"]) and np.isnan(d["knee range"])
+    assert d["speed"] > 0 and d["tempo"] > 0
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "motion_styles" / "bvh"
+    if not shared.is_dir():
+        pytest.skip(f"motion_styles data not found at {shared} (expected ../shared/data/motion_styles)")
+    import yaml
+
+    from data_modules.motion_styles import load_bvh_positions
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/model/kinematic_prior.yaml").read_text())["init_args"]
+    out = {}
+    for style in ("normal", "elderly"):
+        pos, names, _ = load_bvh_positions(shared / f"dataset-2_walk_{style}_003.bvh", 30.0)
+        out[style] = take_descriptors(pos, 30.0, names, cfg["root_joint"], tuple(cfg["heading_joints"]))
+    n, e = out["normal"], out["elderly"]
+    assert 90 < n["tempo"] < 130 and 0.5 < n["stride"] < 1.2  # a normal walk, in body heights
+    assert e["speed"] < 0.8 * n["speed"] and e["stride"] < 0.8 * n["stride"]
+    assert e["trunk flexion"] > n["trunk flexion"] + 3 and e["arm swing"] < n["arm swing"]
