@@ -196,3 +196,37 @@ def test_descriptors_name_what_differs(tmp_path):
     assert 90 < n["tempo"] < 130 and 0.5 < n["stride"] < 1.2  # a normal walk, in body heights
     assert e["speed"] < 0.8 * n["speed"] and e["stride"] < 0.8 * n["stride"]
     assert e["trunk flexion"] > n["trunk flexion"] + 3 and e["arm swing"] < n["arm swing"]
+
+
+def test_pace_term_flags_a_pose_held_mid_stride(tmp_path):
+    """Trained on normal gait, the pace head expects a mid-stride pose to move: the same
+    pose held still (a freeze) gets a pace term far above the normal frames'; without a pace
+    weight the model has no pace head and the score is the surprise alone."""
+    from seqnrl.data.synthetic_motion import inject_freeze
+
+    assert _model().pace_head is None
+    with pytest.raises(ConfigError, match="pace_weight"):
+        _model(pace_weight=-1.0)
+    normal = [_positions(tmp_path, f"n{i}.bvh", phase=0.5 * i, yaw=40.0 * i, **STYLES["normal"]) for i in range(5)]
+    model = _model(pace_weight=1.0)
+    model.fit_standardisation(normal)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        starts = torch.randint(0, 90 - 32, (8,), generator=g)
+        which = torch.randint(0, len(normal), (8,), generator=g)
+        kp = torch.stack([normal[w][s : s + 32] for w, s in zip(which.tolist(), starts.tolist())])
+        terms = model.losses({"keypoints": kp, "frame_index": torch.arange(32).expand(8, 32), "video_id": ["n"] * 8})
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    assert "pace_nll" in terms
+    model.eval()
+    held = _positions(tmp_path, "h.bvh", phase=1.3, yaw=-70.0, **STYLES["normal"])
+    frozen = torch.as_tensor(inject_freeze(held.numpy(), (40, 70), resume=True))
+    with torch.no_grad():
+        pace, _ = model.pace_terms(frozen[None])
+        total = model.frame_scores(frozen[None])
+        surprise = model.surprise(frozen[None]).mean(-1)
+    assert float(pace[0, 45:70].median()) > 10 * float(pace[0, 5:38].median())
+    torch.testing.assert_close(total, surprise + pace)

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from seqnrl import batch as B
 from seqnrl.data.keypoints import keypoint_mask
@@ -53,6 +55,13 @@ class KinematicPriorModel(NormativeModule):
         joint_names: names of the joints (for reports and mirror pairs; optional).
         width: channels of the network.
         dilations: dilations of the causal convolutions (receptive field ``1 + 2 * sum``).
+        pace_weight: weight of the *pace* term in the score (0: none, no pace head). A small
+            network reads the body's pose in one frame (joint positions relative to the
+            pelvis, body frame) and predicts how fast the joints move in that frame (mean and
+            spread of the log mean joint speed); the term is the squared standardised error
+            of the observed speed. A pose held mid-stride (a freeze) or a pose moving far
+            faster than such a pose does is atypical even when it is predictable from the
+            frames before it, which is all the surprise asks.
         mirror: train also on left-right mirror images of the clips (half of them, seeded per
             sample): a mirrored healthy movement is a healthy movement. Needs ``joint_names``
             with left/right pairs (``Shoulder_L`` / ``Shoulder_R``, ``LeftArm`` / ``RightArm``).
@@ -69,6 +78,7 @@ class KinematicPriorModel(NormativeModule):
         width: int = 64,
         dilations: Sequence[int] = (1, 2, 4, 8, 16),
         mirror: bool = False,
+        pace_weight: float = 0.0,
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         smooth_sigma: float = 0.0,
@@ -105,6 +115,14 @@ class KinematicPriorModel(NormativeModule):
         self.save_hyperparameters()
         nf = n_features(n_joints, heading_joints is not None, len(set(ignore_joints)))
         self.net = CausalTCN(nf, width=width, dilations=dilations)
+        if pace_weight < 0:
+            raise ConfigError(f"pace_weight must be >= 0, got {pace_weight}")
+        n_pose = 3 * len(feature_joints(n_joints, root_joint, ignore_joints))
+        self.pace_head = (
+            nn.Sequential(nn.Linear(n_pose, 128), nn.SiLU(), nn.Linear(128, 128), nn.SiLU(), nn.Linear(128, 2))
+            if pace_weight > 0
+            else None
+        )
         self.register_buffer("feat_mean", torch.zeros(nf))
         self.register_buffer("feat_std", torch.ones(nf))
         self.register_buffer("standardised", torch.tensor(False))
@@ -178,6 +196,16 @@ class KinematicPriorModel(NormativeModule):
         m[..., axis] = -m[..., axis]
         return torch.where(which[:, None, None, None], m, kp)
 
+    def pace_terms(self, kp: torch.Tensor, video_id: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T)`` squared standardised error and log spread of each frame's log mean
+        joint speed under the pace head's prediction from that frame's pose alone."""
+        f = self.features(kp, video_id)
+        n = len(feature_joints(self.hparams.n_joints, self.hparams.root_joint, self.hparams.ignore_joints))
+        speed = torch.log(f[..., 3 * n : 6 * n].unflatten(-1, (n, 3)).norm(dim=-1).mean(-1) + 1e-4)
+        out = self.pace_head(self.standardise(f)[..., : 3 * n])
+        mean, std = out[..., 0], F.softplus(out[..., 1]) + 0.05
+        return ((speed - mean) / std) ** 2, torch.log(std)
+
     def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:
         ids = batch.get(B.VIDEO_ID) or [None]
         kp = batch[B.KEYPOINTS]
@@ -189,18 +217,33 @@ class KinematicPriorModel(NormativeModule):
         nll = (log_std + 0.5 * z2).mean(-1)
         valid = (batch[B.FRAME_INDEX] >= 0).to(nll.dtype)
         valid[:, 0] = 0  # frame 0 repeats frame 1
-        return {"loss": (nll * valid).sum() / valid.sum().clamp_min(1)}
+        out = {"loss": (nll * valid).sum() / valid.sum().clamp_min(1)}
+        if self.pace_head is not None:
+            p2, p_log_std = self.pace_terms(kp, ids[0])
+            pace = ((p_log_std + 0.5 * p2) * valid).sum() / valid.sum().clamp_min(1)
+            out["pace_nll"] = pace
+            out["loss"] = out["loss"] + pace
+        return out
+
+    def frame_scores(self, kp: torch.Tensor, video_id: str | None = None, pace_weight: float | None = None) -> torch.Tensor:
+        """``(B, T)`` frame scores: the mean surprise plus ``pace_weight`` (default: the
+        model's) times the pace term."""
+        score = self.surprise(kp, video_id).mean(-1)
+        w = self.hparams.pace_weight if pace_weight is None else pace_weight
+        if self.pace_head is not None and w > 0:
+            score = score + w * self.pace_terms(kp, video_id)[0]
+        return score
 
     def score_frames(self, batch: B.Batch) -> dict[str, torch.Tensor]:
         ids = batch.get(B.VIDEO_ID) or [None]
-        return {"score": self.surprise(batch[B.KEYPOINTS], ids[0]).mean(-1)}
+        return {"score": self.frame_scores(batch[B.KEYPOINTS], ids[0])}
 
     @torch.no_grad()
-    def score_sequence(self, positions) -> np.ndarray:
+    def score_sequence(self, positions, pace_weight: float | None = None) -> np.ndarray:
         """Per-frame scores ``(T,)`` of one sequence of positions ``(T, K, 3)`` in one causal
         pass (what ``scripts/score_bvh.py`` and the benchmark use)."""
         kp = torch.as_tensor(positions, dtype=self.feat_mean.dtype, device=self.feat_mean.device)[None]
-        return self.surprise(kp).mean(-1)[0].double().cpu().numpy()
+        return self.frame_scores(kp, pace_weight=pace_weight)[0].double().cpu().numpy()
 
     def joint_surprise(self, z2: torch.Tensor) -> torch.Tensor:
         """``(..., K)`` share of each joint in per-feature surprise ``(..., F)``: a joint's
