@@ -15,7 +15,7 @@ from seqnrl.data.motion_windows import MotionClipDataset, MotionSequence
 from seqnrl.data.render import project_3d, render_skeleton
 from seqnrl.data.synthetic_motion import inject_freeze, inject_tremor, random_span
 from seqnrl.errors import ConfigError, ManifestError
-from seqnrl.io.bvh import forward_kinematics, read_bvh, resample_motion, rest_pose
+from seqnrl.io.bvh import body_height, forward_kinematics, read_bvh, resample_motion
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,29 @@ def resolve_root(root: str | Path) -> Path:
         f"(looked in: {', '.join(str(t) for t in tried)})",
         path=root,
     )
+
+
+def split_bvh_files(files: list[Path], val_files: list[str] | None, test_files: list[str] | None) -> dict[str, list[Path]]:
+    """``train`` / ``val`` / ``test`` lists of BVH ``files``: ``val_files`` (names or stems;
+    default the last file), ``test_files`` (default the validation files), the rest train
+    (possibly none). Raises :class:`ManifestError` naming a held-out file that is not there."""
+    by_name = {p.name: p for p in files} | {p.stem: p for p in files}
+
+    def pick(names: list[str], what: str) -> list[Path]:
+        out = []
+        for n in names:
+            if Path(n).name not in by_name:
+                raise ManifestError(
+                    f"{what} file {n!r} not found among {[p.name for p in files]}",
+                    path=files[0].parent,
+                )
+            out.append(by_name[Path(n).name])
+        return out
+
+    val = pick(val_files, "val") if val_files else [files[-1]]
+    test = pick(test_files, "test") if test_files else list(val)
+    held = set(val) | set(test)
+    return {"train": [p for p in files if p not in held], "val": val, "test": test}
 
 
 class MocapDataModule(MotionDataModule):
@@ -129,30 +152,14 @@ class MocapDataModule(MotionDataModule):
         return files
 
     def split_files(self) -> dict[str, list[Path]]:
-        files = self.files()
-        by_name = {p.name: p for p in files} | {p.stem: p for p in files}
-
-        def pick(names: list[str], what: str) -> list[Path]:
-            out = []
-            for n in names:
-                if Path(n).name not in by_name:
-                    raise ManifestError(
-                        f"{what} file {n!r} not found among {[p.name for p in files]}",
-                        path=files[0].parent,
-                    )
-                out.append(by_name[Path(n).name])
-            return out
-
-        val = pick(self.val_files, "val") if self.val_files else [files[-1]]
-        test = pick(self.test_files, "test") if self.test_files else list(val)
-        held = set(val) | set(test)
-        train = [p for p in files if p not in held]
-        if not train:
+        out = split_bvh_files(self.files(), self.val_files, self.test_files)
+        if not out["train"]:
+            held = out["val"] + out["test"]
             raise ConfigError(
-                f"no training files left in {files[0].parent} after holding out {[p.name for p in held]}; "
+                f"no training files left in {held[0].parent} after holding out {[p.name for p in held]}; "
                 "add .bvh files or choose other val_files/test_files"
             )
-        return {"train": train, "val": val, "test": test}
+        return out
 
     def load_positions(self, path: Path) -> np.ndarray:
         """``(T, K, 3)`` positions at ``fps`` (normalised when asked), or ``(T, K, 2)`` for dim 2."""
@@ -166,10 +173,10 @@ class MocapDataModule(MotionDataModule):
                 f"skeleton differs from the first file's ({len(names)} vs {len(self.joint_names)} joints)",
                 path=path,
             )
+        height = body_height(motion, pos) if self.dim == 3 and self.normalise else 1.0
         pos = resample_motion(pos, motion.fps, self.fps)
         if self.dim == 3 and self.normalise:
-            height = float(np.ptp(rest_pose(motion, include_end_sites=True)[:, 1]))
-            pos = (pos - pos[:, :1]) / max(height, 1e-9)
+            pos = (pos - pos[:, :1]) / height
         return pos
 
     # -- data ----------------------------------------------------------------------------
@@ -270,14 +277,3 @@ class MocapDataModule(MotionDataModule):
                 clips_per_sequence=self.clips_per_sequence,
             )
         return self.datasets[split]
-
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {
-            "fit": ("train", "val"),
-            "validate": ("val",),
-            "test": ("test",),
-            "predict": ("test",),
-            None: ("train", "val", "test"),
-        }[stage]
-        for s in wanted:
-            self.dataset(s)

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_modules.mocap import resolve_root
+from data_modules.mocap import resolve_root, split_bvh_files
 from data_modules.motion_base import MotionDataModule
-from data_modules.motion_styles import MotionStylesDataModule, body_height
+from data_modules.motion_styles import MotionStylesDataModule, load_bvh_positions
 from seqnrl.data.motion_windows import MotionClipDataset, MotionSequence
 from seqnrl.data.synthetic_motion import (
     inject_freeze,
@@ -41,7 +41,6 @@ from seqnrl.data.synthetic_motion import (
     random_span,
 )
 from seqnrl.errors import ConfigError, ManifestError
-from seqnrl.io.bvh import forward_kinematics, read_bvh, resample_motion
 
 PERTURBATIONS = ("freeze", "tremor", "limp", "speed")
 
@@ -56,19 +55,16 @@ CMU_TO_STYLES = {
 
 
 def mapped_positions(path: Path, fps: float, joint_names: Sequence[str], joint_map: Mapping[str, str]) -> np.ndarray:
-    """``(T, len(joint_names), 3)`` positions of a BVH file at ``fps`` in body heights, its
-    joints renamed by ``joint_map`` (unmapped names kept) and put in ``joint_names`` order.
-    Raises :class:`ManifestError` naming the file and the target joints it lacks."""
-    motion = read_bvh(path)
-    pos = forward_kinematics(motion, include_end_sites=False)
-    names, _ = motion.skeleton(include_end_sites=False)
-    height = body_height(motion, pos)
+    """``(T, len(joint_names), 3)`` positions of a BVH file at ``fps`` in body heights
+    (:func:`~data_modules.motion_styles.load_bvh_positions`), its joints renamed by
+    ``joint_map`` (unmapped names kept) and put in ``joint_names`` order. Raises
+    :class:`ManifestError` naming the file and the target joints it lacks."""
+    pos, names, _ = load_bvh_positions(path, fps)
     renamed = {joint_map.get(n, n): i for i, n in enumerate(names)}
     missing = [n for n in joint_names if n not in renamed]
     if missing:
         raise ManifestError(f"skeleton lacks joints {missing} (after joint_map); it has {names}", path=path)
-    pos = pos[:, [renamed[n] for n in joint_names]]
-    return (resample_motion(pos, motion.fps, fps) / height).astype(np.float32)
+    return np.ascontiguousarray(pos[:, [renamed[n] for n in joint_names]])
 
 
 class PerturbedMocapDataModule(MotionDataModule):
@@ -124,20 +120,10 @@ class PerturbedMocapDataModule(MotionDataModule):
         files = sorted(p for p in root.iterdir() if p.suffix.lower() == ".bvh" and p.is_file())
         if not files:
             raise ManifestError(f"no .bvh files in the mocap folder {root}", path=root)
-        by = {p.name: p for p in files} | {p.stem: p for p in files}
-
-        def pick(names, what):
-            missing = [n for n in names if Path(n).name not in by]
-            if missing:
-                raise ManifestError(f"{what} files {missing} not found among {[p.name for p in files]}", path=root)
-            return [by[Path(n).name] for n in names]
-
-        val = pick(self.val_files, "val") if self.val_files else [files[-1]]
-        test = pick(self.test_files, "test") if self.test_files else list(val)
-        train = [p for p in files if p not in set(val) | set(test)]
-        if not train and not self.styles_root:
+        out = split_bvh_files(files, self.val_files, self.test_files)
+        if not out["train"] and not self.styles_root:
             raise ConfigError(f"no training files left in {root} and no styles_root")
-        return {"train": train, "val": val, "test": test}
+        return out
 
     def _styles(self, split: str) -> list[MotionSequence]:
         if not self.styles_root:
@@ -200,8 +186,3 @@ class PerturbedMocapDataModule(MotionDataModule):
                 stride=None if train else self.eval_len // 2, clips_per_sequence=self.clips_per_sequence,
             )  # fmt: skip
         return self.datasets[split]
-
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",), None: ("train", "val", "test")}
-        for s in wanted[stage]:
-            self.dataset(s)

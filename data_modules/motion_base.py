@@ -46,3 +46,15 @@ class MotionDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("predict"))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs (predict uses the test split)."""
+        wanted = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("test",),
+            None: ("train", "val", "test"),
+        }[stage]
+        for s in wanted:
+            self.dataset(s)

@@ -35,28 +35,15 @@ import torch
 from data_modules.mocap import resolve_root
 from data_modules.motion_base import MotionDataModule
 from seqnrl.data.motion_windows import MotionClipDataset, MotionSequence
-from seqnrl.errors import ConfigError, ManifestError, MotionReadError
-from seqnrl.io.bvh import forward_kinematics, read_bvh, resample_motion, rest_pose
+from seqnrl.errors import ConfigError, ManifestError
+from seqnrl.io.bvh import body_height, forward_kinematics, read_bvh, resample_motion
 
 MANIFEST_COLUMNS = ("file", "content", "style", "take")
 
 
-def body_height(motion, positions: np.ndarray) -> float:
-    """Vertical extent of the skeleton's rest pose; for files whose rest pose is flat (every
-    joint with position channels, as in the Bandai Namco takes: the offsets are zero), the
-    median vertical extent of the joints over the take's frames."""
-    height = float(np.ptp(rest_pose(motion, include_end_sites=True)[:, 1]))
-    if height > 1e-6:
-        return height
-    height = float(np.median(np.ptp(positions[..., 1], axis=1)))
-    if not height > 1e-6:
-        raise MotionReadError(f"{motion.path}: the skeleton has no vertical extent; cannot scale it to body heights")
-    return height
-
-
 def load_bvh_positions(path: Path, fps: float) -> tuple[np.ndarray, list[str], list[int]]:
     """``(T, K, 3)`` joint positions of a BVH file at ``fps`` in body heights (see
-    :func:`body_height`), its joint names and parents (end sites dropped)."""
+    :func:`seqnrl.io.bvh.body_height`), its joint names and parents (end sites dropped)."""
     motion = read_bvh(path)
     pos = forward_kinematics(motion, include_end_sites=False)
     names, parents = motion.skeleton(include_end_sites=False)
@@ -185,8 +172,3 @@ class MotionStylesDataModule(MotionDataModule):
                 clips_per_sequence=self.clips_per_sequence,
             )
         return self.datasets[split]
-
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",), None: ("train", "val", "test")}
-        for s in wanted[stage]:
-            self.dataset(s)

@@ -50,12 +50,10 @@ def bvh_inputs(paths: list[str]) -> list[Path]:
     return out
 
 
-@torch.no_grad()
-def top_joints(model: KinematicPriorModel, pos: np.ndarray, frames: np.ndarray, n: int = 3) -> list[dict]:
+def top_joints(model: KinematicPriorModel, shares: torch.Tensor, frames: np.ndarray, n: int = 3) -> list[dict]:
     """The ``n`` joints that carry most of the score over ``frames`` (bool ``(T,)``; all
-    frames when none is set), with their share of it."""
-    z2 = model.surprise(torch.as_tensor(pos, dtype=model.feat_mean.dtype)[None])[0]
-    per = model.joint_surprise(z2)[torch.as_tensor(frames) if frames.any() else slice(None)].sum(0)
+    frames when none is set), from per-frame joint shares ``(T, K)``, with their share."""
+    per = shares[torch.as_tensor(frames) if frames.any() else slice(None)].sum(0)
     share = per / per.sum().clamp_min(1e-12)
     names = list(model.hparams.joint_names or [str(j) for j in range(len(share))])
     return [{"joint": names[j], "share": round(float(share[j]), 3)} for j in share.argsort(descending=True)[:n].tolist()]
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             if model.hparams.joint_names and list(names) != list(model.hparams.joint_names):
                 raise SeqNRLError(f"skeleton has joints {names[:4]}... ({len(names)}); the model was trained on "
                                   f"{len(model.hparams.joint_names)} joints {list(model.hparams.joint_names)[:4]}...")
-            raw = model.score_sequence(pos)
+            raw, shares = model.explain_sequence(pos)
         except (SeqNRLError, ValueError, OSError) as e:
             records.append({"source": source, "status": "failed", "error": f"{type(e).__name__}: {e}"})
             print(f"ERROR {path}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_score": float(raw.max()),
             f"worst_{args.window_s:g}s_window": worst_window(raw, window),
             "above_threshold": float((raw > thr).mean()) if fitted else None,
-            "top_joints": top_joints(model, pos, raw > thr if fitted else np.zeros(len(raw), bool)),
+            "top_joints": top_joints(model, shares, raw > thr if fitted else np.zeros(len(raw), bool)),
             "csv": target.name,
         })
     counts = {k: sum(r["status"] == k for r in records) for k in ("scored", "kept", "failed")}

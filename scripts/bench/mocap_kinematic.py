@@ -178,8 +178,7 @@ def main(argv=None) -> dict:
             inside = q.frame_label.numpy() == 1
             moved = np.abs(q.keypoints.numpy()[inside] - ref.keypoints.numpy()[: len(q.keypoints)][inside]).max(axis=(0, 2))
             perturbed = {names[j] for j in np.nonzero(moved > 1e-6)[0]}
-            with torch.no_grad():
-                share = model.joint_surprise(model.surprise(q.keypoints[None])[0])[torch.as_tensor(inside)].sum(0)
+            share = model.explain_sequence(q.keypoints)[1][torch.as_tensor(inside)].sum(0)
             top3 = [names[j] for j in share.argsort(descending=True)[:3].tolist()]
             attribution.append({"split": split, "perturbation": k, "perturbed joints": ", ".join(sorted(perturbed)),
                                 "top-3 joints": ", ".join(top3), "hit": bool(perturbed & set(top3))})

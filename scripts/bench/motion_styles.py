@@ -160,7 +160,6 @@ def part_of(name: str) -> str | None:
 
 def body_part_rows(model, pos: dict, test: dict) -> list[dict]:
     """Share of the score carried by each body part, per activity and style (all frames)."""
-    import torch
 
     names = list(model.hparams.joint_names)
     rows = []
@@ -169,9 +168,7 @@ def body_part_rows(model, pos: dict, test: dict) -> list[dict]:
             tot = None
             for t, m in test.items():
                 if m["content"] == c and m["style"] == st:
-                    with torch.no_grad():
-                        z2 = model.surprise(torch.as_tensor(pos[t])[None])[0]
-                    share = model.joint_surprise(z2).sum(0)
+                    share = model.explain_sequence(pos[t])[1].sum(0)
                     tot = share if tot is None else tot + share
             parts = {p: 0.0 for p in BODY_PARTS}
             for j, v in enumerate((tot / tot.sum()).tolist()):

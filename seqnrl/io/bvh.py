@@ -400,3 +400,17 @@ def bone_lengths(positions: np.ndarray, parents: list[int] | np.ndarray) -> np.n
     par = np.asarray(parents, dtype=np.int64)
     src = np.where(par < 0, np.arange(len(par)), par)
     return np.linalg.norm(positions - positions[..., src, :], axis=-1)
+
+
+def body_height(motion: Motion, positions: np.ndarray) -> float:
+    """Vertical extent of the skeleton's rest pose (y up); for files whose rest pose is flat
+    (every joint with position channels, as in the Bandai Namco takes: the offsets are zero),
+    the median vertical extent of the joints over ``positions`` ``(T, K, 3)``, the take's
+    forward-kinematics frames."""
+    height = float(np.ptp(rest_pose(motion, include_end_sites=True)[:, 1]))
+    if height > 1e-6:
+        return height
+    height = float(np.median(np.ptp(positions[..., 1], axis=1)))
+    if not height > 1e-6:
+        raise _fail(motion.path, "the skeleton has no vertical extent; cannot scale it to body heights")
+    return height

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from seqnrl.models.kinematic_prior.features import _rotate, _yaw
+from seqnrl.models.kinematic_prior.features import facing_angle, to_facing_frame
 from seqnrl.models.motion.descriptors import cadence
 
 DESCRIPTORS = ("tempo", "speed", "stride", "trunk flexion", "arm swing", "knee range")
@@ -41,8 +41,8 @@ def take_descriptors(
     joints are missing is NaN."""
     names = list(joint_names)
     x = torch.as_tensor(np.asarray(kp, dtype=np.float64))[None]
-    yaw = _yaw(x, heading[0], heading[1], up)
-    rel = _rotate(x - x[:, :, root : root + 1], yaw, up)[0].numpy()  # body frame, pelvis at 0
+    yaw = facing_angle(x, heading[0], heading[1], up)
+    rel = to_facing_frame(x - x[:, :, root : root + 1], yaw, up)[0].numpy()  # body frame, pelvis at 0
     h = [a for a in range(3) if a != up]
     fwd = h[1]  # the body frame's forward axis: perpendicular to the hip line on the ground
 

@@ -23,14 +23,14 @@ from collections.abc import Sequence
 import torch
 
 
-def _yaw(x: torch.Tensor, left: int, right: int, up: int) -> torch.Tensor:
+def facing_angle(x: torch.Tensor, left: int, right: int, up: int) -> torch.Tensor:
     """``(B, T)`` facing angle from the hip line (right -> left) on the ground plane."""
     h = [a for a in range(3) if a != up]
     d = x[:, :, left] - x[:, :, right]
     return torch.atan2(d[..., h[1]], d[..., h[0]])
 
 
-def _rotate(v: torch.Tensor, yaw: torch.Tensor, up: int) -> torch.Tensor:
+def to_facing_frame(v: torch.Tensor, yaw: torch.Tensor, up: int) -> torch.Tensor:
     """Rotate the horizontal components of ``v`` ``(B, T, ..., 3)`` by ``-yaw`` ``(B, T)``."""
     h = [a for a in range(3) if a != up]
     c, s = torch.cos(yaw), torch.sin(yaw)
@@ -80,8 +80,8 @@ def motion_features(
     rvel = _diff(r)
     extra = []
     if heading is not None:
-        yaw = _yaw(kp, heading[0], heading[1], up)
-        rel, vel, rvel = _rotate(rel, yaw, up), _rotate(vel, yaw, up), _rotate(rvel, yaw, up)
+        yaw = facing_angle(kp, heading[0], heading[1], up)
+        rel, vel, rvel = to_facing_frame(rel, yaw, up), to_facing_frame(vel, yaw, up), to_facing_frame(rvel, yaw, up)
         turn = _diff(yaw[..., None])
         extra.append(torch.remainder(turn + torch.pi, 2 * torch.pi) - torch.pi)
     h = [a for a in range(3) if a != up]

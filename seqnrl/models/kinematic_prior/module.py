@@ -113,11 +113,13 @@ class KinematicPriorModel(NormativeModule):
                 perm[a], perm[b] = b, a
             self.mirror_perm = perm
         self.save_hyperparameters()
+        # joints whose relative position and velocity are features, in feature order
+        self.feature_joints = feature_joints(n_joints, root_joint, ignore_joints)
         nf = n_features(n_joints, heading_joints is not None, len(set(ignore_joints)))
         self.net = CausalTCN(nf, width=width, dilations=dilations)
         if pace_weight < 0:
             raise ConfigError(f"pace_weight must be >= 0, got {pace_weight}")
-        n_pose = 3 * len(feature_joints(n_joints, root_joint, ignore_joints))
+        n_pose = 3 * len(self.feature_joints)
         self.pace_head = (
             nn.Sequential(nn.Linear(n_pose, 128), nn.SiLU(), nn.Linear(128, 128), nn.SiLU(), nn.Linear(128, 2))
             if pace_weight > 0
@@ -175,7 +177,11 @@ class KinematicPriorModel(NormativeModule):
     def frame_terms(self, kp: torch.Tensor, video_id: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, F)`` squared standardised errors and log spreads of each frame's features
         under the prediction from the frames before it; frame 0 takes frame 1's values."""
-        x = self.standardise(self.features(kp, video_id))
+        return self._surprise_terms(self.features(kp, video_id))
+
+    def _surprise_terms(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`frame_terms` of raw features ``f`` ``(B, T, F)``."""
+        x = self.standardise(f)
         if x.shape[1] < 2:
             zero = torch.zeros_like(x)
             return zero, zero
@@ -199,8 +205,11 @@ class KinematicPriorModel(NormativeModule):
     def pace_terms(self, kp: torch.Tensor, video_id: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T)`` squared standardised error and log spread of each frame's log mean
         joint speed under the pace head's prediction from that frame's pose alone."""
-        f = self.features(kp, video_id)
-        n = len(feature_joints(self.hparams.n_joints, self.hparams.root_joint, self.hparams.ignore_joints))
+        return self._pace_terms(self.features(kp, video_id))
+
+    def _pace_terms(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`pace_terms` of raw features ``f`` ``(B, T, F)``."""
+        n = len(self.feature_joints)
         speed = torch.log(f[..., 3 * n : 6 * n].unflatten(-1, (n, 3)).norm(dim=-1).mean(-1) + 1e-4)
         out = self.pace_head(self.standardise(f)[..., : 3 * n])
         mean, std = out[..., 0], F.softplus(out[..., 1]) + 0.05
@@ -213,13 +222,14 @@ class KinematicPriorModel(NormativeModule):
             seeds = sample_seeds(batch, *step_salt(self), "mirror")
             flip = [s % 2 == 1 for s in seeds] if seeds else [i % 2 == 1 for i in range(kp.shape[0])]
             kp = self.mirrored(kp, torch.tensor(flip, device=kp.device))
-        z2, log_std = self.frame_terms(kp, ids[0])
+        f = self.features(kp, ids[0])
+        z2, log_std = self._surprise_terms(f)
         nll = (log_std + 0.5 * z2).mean(-1)
         valid = (batch[B.FRAME_INDEX] >= 0).to(nll.dtype)
         valid[:, 0] = 0  # frame 0 repeats frame 1
         out = {"loss": (nll * valid).sum() / valid.sum().clamp_min(1)}
         if self.pace_head is not None:
-            p2, p_log_std = self.pace_terms(kp, ids[0])
+            p2, p_log_std = self._pace_terms(f)
             pace = ((p_log_std + 0.5 * p2) * valid).sum() / valid.sum().clamp_min(1)
             out["pace_nll"] = pace
             out["loss"] = out["loss"] + pace
@@ -228,11 +238,16 @@ class KinematicPriorModel(NormativeModule):
     def frame_scores(self, kp: torch.Tensor, video_id: str | None = None, pace_weight: float | None = None) -> torch.Tensor:
         """``(B, T)`` frame scores: the mean surprise plus ``pace_weight`` (default: the
         model's) times the pace term."""
-        score = self.surprise(kp, video_id).mean(-1)
+        return self._scores(self.features(kp, video_id), pace_weight)[0]
+
+    def _scores(self, f: torch.Tensor, pace_weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame scores ``(B, T)`` and per-feature surprise ``(B, T, F)`` of raw features."""
+        z2 = self._surprise_terms(f)[0]
+        score = z2.mean(-1)
         w = self.hparams.pace_weight if pace_weight is None else pace_weight
         if self.pace_head is not None and w > 0:
-            score = score + w * self.pace_terms(kp, video_id)[0]
-        return score
+            score = score + w * self._pace_terms(f)[0]
+        return score, z2
 
     def score_frames(self, batch: B.Batch) -> dict[str, torch.Tensor]:
         ids = batch.get(B.VIDEO_ID) or [None]
@@ -242,17 +257,23 @@ class KinematicPriorModel(NormativeModule):
     def score_sequence(self, positions, pace_weight: float | None = None) -> np.ndarray:
         """Per-frame scores ``(T,)`` of one sequence of positions ``(T, K, 3)`` in one causal
         pass (what ``scripts/score_bvh.py`` and the benchmark use)."""
+        return self.explain_sequence(positions, pace_weight)[0]
+
+    @torch.no_grad()
+    def explain_sequence(self, positions, pace_weight: float | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """Per-frame scores ``(T,)`` and each joint's share of the surprise per frame
+        ``(T, K)`` (:meth:`joint_surprise`) of one sequence, from one pass."""
         kp = torch.as_tensor(positions, dtype=self.feat_mean.dtype, device=self.feat_mean.device)[None]
-        return self.frame_scores(kp, pace_weight=pace_weight)[0].double().cpu().numpy()
+        score, z2 = self._scores(self.features(kp), pace_weight)
+        return score[0].double().cpu().numpy(), self.joint_surprise(z2[0])
 
     def joint_surprise(self, z2: torch.Tensor) -> torch.Tensor:
         """``(..., K)`` share of each joint in per-feature surprise ``(..., F)``: a joint's
         relative-position and velocity features; the pelvis (root) also takes its speed,
         height and turning features; ignored joints get 0."""
-        k = self.hparams.n_joints
-        joints = feature_joints(k, self.hparams.root_joint, self.hparams.ignore_joints)
+        joints = self.feature_joints
         n = len(joints)
-        out = z2.new_zeros(*z2.shape[:-1], k)
+        out = z2.new_zeros(*z2.shape[:-1], self.hparams.n_joints)
         per = z2[..., : 3 * n].unflatten(-1, (n, 3)).sum(-1) + z2[..., 3 * n : 6 * n].unflatten(-1, (n, 3)).sum(-1)
         out[..., joints] = per
         out[..., self.hparams.root_joint] = z2[..., 6 * n :].sum(-1)
