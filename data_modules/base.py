@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from data_modules.sharding import shard
 from seqnrl.batch import collate
 from seqnrl.data.clips import ClipDataset, SeededEpochSampler, VideoLoader, VideoRecord
+from seqnrl.data.input_spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,19 @@ class VideoDataModule(pl.LightningDataModule):
     @property
     def loader(self) -> VideoLoader:
         return VideoLoader(fps=self.fps, size=self.image_size, grayscale=self.grayscale)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What every clip of this data module looks like; linked into the model by
+        ``seqnrl fit`` and saved in its checkpoint."""
+        return InputSpec(
+            clip_len=self.clip_len,
+            stride=self.stride,
+            fps=self.fps,
+            image_size=self.image_size,
+            channels=self.channels,
+            sector_mask=self.sector_mask,
+        )
 
     @property
     def channels(self) -> int:

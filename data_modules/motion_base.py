@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from data_modules.sharding import shard
 from seqnrl.batch import collate
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.data.motion_windows import MotionClipDataset
 
 
@@ -17,6 +18,14 @@ class MotionDataModule(pl.LightningDataModule):
     batch_size: int
     num_workers: int
     seed: int
+    clip_len: int
+    fps: float | None = None
+    stride: int | None = None
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """Keypoint windows: length, stride and frame rate (no image fields)."""
+        return InputSpec(clip_len=self.clip_len, stride=self.stride, fps=self.fps, channels=0, modality="keypoints")
 
     def dataset(self, split: str) -> MotionClipDataset:
         raise NotImplementedError

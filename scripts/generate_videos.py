@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from seqnrl.data.input_spec import InputSpec  # noqa: E402
 from seqnrl.io.atomic import atomic_path, write_json  # noqa: E402
 from seqnrl.io.write import write_video  # noqa: E402
 from seqnrl.metrics.generation import condition_fidelity, frechet_distance, retrieval_report  # noqa: E402
@@ -202,12 +203,13 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(a.threads)
 
     model = load_video_diffusion(a.ckpt)
-    spec = model.data_spec
-    window = int(spec.get("clip_len") or model.hparams.clip_len)
-    size = spec.get("image_size") or model.hparams.image_size
+    spec = InputSpec.of(model)
+    window = spec.clip_len
+    size = spec.image_size or model.hparams.image_size
     size = size if isinstance(size, int) else tuple(size)
     n_frames = a.frames or window
-    fps = float(a.fps or spec.get("fps") or 30.0)
+    # a model trained at native rates has no rate of its own: the written files get --fps or 30
+    fps = float(a.fps or spec.fps or 30.0)
     items = item_ids = None
     if a.diadm:
         item_ids, items = diadm_items(model, a.item_features)
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
             "item_features": a.item_features or "stored in the checkpoint",
         }
     if fmodel is not None:
-        flen = int(fmodel.data_spec.get("clip_len") or window)
+        flen = InputSpec.of(fmodel).clip_len
         if n_frames < flen:
             raise SystemExit(
                 f"generated clips have {n_frames} frames, the feature model wants {flen}"

@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_modules.motion_styles import load_bvh_positions  # noqa: E402
+from seqnrl.data.input_spec import InputSpec  # noqa: E402
 from seqnrl.errors import SeqNRLError  # noqa: E402
 from seqnrl.io.atomic import write_json, write_text  # noqa: E402
 from seqnrl.models.kinematic_prior.module import KinematicPriorModel  # noqa: E402
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model = load_model(args.ckpt, expected=KinematicPriorModel).eval()
-    fps = float(model.data_spec.get("fps") or 30.0)
+    fps = float(InputSpec.of(model).fps)
     window = max(1, int(round(args.window_s * fps)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

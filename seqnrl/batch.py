@@ -62,6 +62,12 @@ Sample = dict[str, Any]
 Batch = dict[str, Any]
 
 
+def _known_length(frame_index: torch.Tensor, fallback: int) -> int:
+    """Frames known to exist: one past the last valid (non -1) index of a window."""
+    valid = frame_index[frame_index >= 0]
+    return int(valid.max()) + 1 if valid.numel() else fallback
+
+
 def make_sample(
     video: torch.Tensor | None,
     *,
@@ -111,7 +117,7 @@ def make_sample(
         START_FRAME: torch.tensor(int(start_frame), dtype=torch.long),
         START_TIME: torch.tensor(float(start_time), dtype=torch.float32),
         FPS: torch.tensor(float(fps), dtype=torch.float32),
-        N_FRAMES: torch.tensor(int(n_frames if n_frames is not None else start_frame + t)),
+        N_FRAMES: torch.tensor(int(n_frames if n_frames is not None else _known_length(frame_index, start_frame + t))),
         EF: torch.tensor(float(ef), dtype=torch.float32),
         ED_ES: ed_es.float(),
         VIDEO_ID: str(video_id),

@@ -36,6 +36,9 @@ class RunMetadataCallback(SaveConfigCallback):
 class SeqNRLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}, "data": {"class_path": DEFAULT_DATA}})
+        # the input is declared once, by the data; models that take it (every NormativeModule)
+        # get it at instantiation and save it in their checkpoint
+        parser.link_arguments("data.input_spec", "model.init_args.input_spec", apply_on="instantiate")
 
 
 def build_cli(args: list[str] | None = None) -> SeqNRLCLI:

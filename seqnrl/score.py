@@ -6,8 +6,8 @@
                           [--smooth SIGMA] [--overwrite]
 
 Everything comes from the checkpoint (:func:`seqnrl.models.loading.load_model`): the model
-class and weights, the preprocessing (``data_spec``: frame rate, frame size, grey-scale,
-``clip_len``, window ``stride``; ``sector_mask`` where the checkpoint carries one) and the
+class and weights, the preprocessing (its :class:`~seqnrl.data.input_spec.InputSpec`: frame
+rate, frame size, channels, ``clip_len``, window ``stride``, sector mask) and the
 calibration (the normal-validation ECDF and the operating threshold at ``target_fpr``).
 No data configuration is read.
 
@@ -52,6 +52,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from seqnrl import batch as B
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.errors import CheckpointError, ConfigError, SeqNRLError, VideoReadError
 from seqnrl.intake.deid import dicom_pseudonym, is_dicom_input
 from seqnrl.intake.sector import SectorMask, apply_mask, resize_mask, resolve_mode, sector_mask_for
@@ -62,6 +63,7 @@ from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
 from seqnrl.scoring.input_profile import frame_statistics, input_warnings
+from seqnrl.scoring.windows import FrameScores, WindowScorer
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,8 @@ class ScoreConfig:
     Attributes:
         out: output folder.
         overlay: also write ``<name>_overlay.mp4`` (score drawn over the frames).
-        mask: ``"auto"``, ``"none"`` or a mask image; ``None`` follows the checkpoint
-            (``sector_mask`` in its hyper-parameters or data_spec), else ``"auto"``.
+        mask: ``"auto"``, ``"none"`` or a mask image; ``None`` follows the checkpoint's
+            input spec (what the model was trained on).
         smooth: temporal smoothing sigma in frames; ``None`` uses the checkpoint's.
         overwrite: redo inputs whose outputs exist (else they are kept and skipped).
         batch_windows: windows per model forward pass.
@@ -121,22 +123,35 @@ class ScoreConfig:
 
 @dataclass
 class Preprocessing:
-    """What the checkpoint says about the model's input."""
+    """The checkpoint's input spec and the masking this run applies."""
 
-    clip_len: int
-    stride: int
-    fps: float | None
-    image_size: tuple[int, int] | None
-    grayscale: bool
+    spec: InputSpec
     sector_mask: str
     sector_mask_from: str
 
+    @property
+    def clip_len(self) -> int:
+        return self.spec.clip_len
+
+    @property
+    def stride(self) -> int:
+        return int(self.spec.stride)
+
+    @property
+    def fps(self) -> float | None:
+        return self.spec.fps
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        return self.spec.image_size
+
+    @property
+    def grayscale(self) -> bool:
+        return self.spec.grayscale
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "clip_len": self.clip_len,
-            "stride": self.stride,
-            "fps": self.fps,
-            "image_size": list(self.image_size) if self.image_size else None,
+            **self.spec.to_dict(),
             "grayscale": self.grayscale,
             "sector_mask": _mode_label(self.sector_mask),
             "sector_mask_from": self.sector_mask_from,
@@ -147,47 +162,13 @@ def _mode_label(mode: str) -> str:
     return mode if mode in ("auto", "none") else f"file:{Path(mode).name}"
 
 
-def _size(v: Any) -> tuple[int, int] | None:
-    if v is None:
-        return None
-    if isinstance(v, (int, float)):
-        return int(v), int(v)
-    h, w = v
-    return int(h), int(w)
-
-
 def preprocessing_from(model: Any, mask_flag: str | None = None) -> Preprocessing:
-    """Preprocessing of a loaded model: its ``data_spec`` first, then its hyper-parameters."""
-    spec = dict(getattr(model, "data_spec", {}) or {})
-    hp = dict(getattr(model, "hparams", {}) or {})
-
-    def pick(*keys: str) -> Any:
-        for d in (spec, hp):
-            for k in keys:
-                if d.get(k) is not None:
-                    return d[k]
-        return None
-
-    clip_len = pick("clip_len")
-    if clip_len is None:
-        raise CheckpointError("checkpoint has no clip_len in data_spec or hyper-parameters")
-    clip_len = int(clip_len)
-    stride = int(spec.get("stride") or max(1, clip_len // 2))
-    fps = spec.get("fps")
-    grayscale = spec.get("grayscale")
-    if grayscale is None:
-        ch = pick("channels", "in_channels")
-        grayscale = True if ch is None else int(ch) == 1
-    mode, where = resolve_mode(mask_flag, hp, spec)
-    return Preprocessing(
-        clip_len=clip_len,
-        stride=min(stride, clip_len),
-        fps=float(fps) if fps else None,
-        image_size=_size(pick("image_size")),
-        grayscale=bool(grayscale),
-        sector_mask=mode,
-        sector_mask_from=where,
-    )
+    """The loaded model's input spec (:meth:`InputSpec.of`) and the masking to apply."""
+    spec = InputSpec.of(model)
+    if spec.modality != "video":
+        raise CheckpointError(f"{type(model).__name__} models {spec.modality}, not video: use scripts/score_bvh.py")
+    mode, where = resolve_mode(mask_flag, spec.sector_mask)
+    return Preprocessing(spec=spec, sector_mask=mode, sector_mask_from=where)
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,20 +346,12 @@ def _batches(windows: Iterator, n: int) -> Iterator[list]:
         yield buf
 
 
-def _score_windows(model: Any, batch: B.Batch) -> dict[str, torch.Tensor]:
-    out = model.score_frames(batch)
-    return out if isinstance(out, dict) else {"score": out}
-
-
 @dataclass
 class Scored:
-    """Per-frame results of one recording."""
+    """Per-frame results of one recording (smoothed and calibrated by the window scorer)."""
 
     fps: float
-    raw: np.ndarray
-    extra: dict[str, np.ndarray]
-    counts: np.ndarray
-    n_windows: int
+    frames: FrameScores
     input_stats: np.ndarray | None = None  # (N, 2) brightness / contrast of the model's input frames
 
 
@@ -391,12 +364,10 @@ def score_frames_of(
     cfg: ScoreConfig,
     bar: tqdm | None = None,
 ) -> Scored:
-    """Stream the windows of one recording through the model; average per frame."""
-    from seqnrl.scoring.aggregate import FrameScoreAccumulator
-
-    acc = FrameScoreAccumulator()
+    """Stream the windows of one recording through the model's :class:`WindowScorer`."""
+    sigma = None if cfg.smooth is None else float(cfg.smooth)
+    scorer = WindowScorer(model, smooth_sigma=sigma)
     model_mask: torch.Tensor | None = None
-    n_windows = 0
     windows = stream_windows(
         item.path,
         prep.clip_len,
@@ -436,25 +407,14 @@ def score_frames_of(
             if new.start < new.stop:
                 stats.append(frame_statistics(clip[:, new]))
             seen_stats = max(seen_stats, w.start_index + w.n_valid)
-        with torch.no_grad():
-            scored = _score_windows(model, batch)
-        acc.add(
-            batch[B.VIDEO_ID],
-            batch[B.FRAME_INDEX],
-            scored["score"],
-            extra={k: v for k, v in scored.items() if k != "score"},
-        )
-        n_windows += len(group)
+        scorer.add(batch)
         if bar is not None:
             last = max(w.start_index + w.n_valid for w in group)
             bar.update(max(0, last - seen))
             seen = max(seen, last)
-    res = acc.results()
-    if item.name not in res:
+    if not len(scorer):
         raise SeqNRLError("no windows could be scored", item.display)
-    vs = res[item.name]
-    return Scored(fps=fps, raw=vs.scores, extra=vs.extra, counts=vs.counts, n_windows=n_windows,
-                  input_stats=np.concatenate(stats) if stats else None)
+    return Scored(fps=fps, frames=scorer.finish(item.name), input_stats=np.concatenate(stats) if stats else None)
 
 
 def _input_profile_record(profile: Any, stats: np.ndarray | None) -> dict | None:
@@ -489,7 +449,6 @@ def score_recording(
 ) -> dict:
     """Score one recording and write its outputs; returns its summary record."""
     from seqnrl.callbacks.score_writer import write_video_scores
-    from seqnrl.scoring.aggregate import VideoScores, smooth_scores
 
     out = Path(cfg.out)
     notes: list[str] = []
@@ -516,42 +475,26 @@ def score_recording(
         scored = score_frames_of(model, item, prep, fps, mask_res.mask, cfg, bar)
     finally:
         bar.close()
-    n = len(scored.raw)
+    fs = scored.frames
+    n = len(fs.raw)
     if n < prep.clip_len:
         notes.append(
             f"only {n} frame(s) at {fps:g} fps, fewer than the model's clip_len {prep.clip_len}: "
             "the window was padded by repeating the last frame (scores less reliable)"
         )
-    sigma = float(
-        cfg.smooth if cfg.smooth is not None else model.hparams.get("smooth_sigma", 0.0) or 0.0
-    )
-    raw = smooth_scores(scored.raw, sigma)
+    sigma = fs.smooth_sigma
+    raw, flags = fs.raw, fs.above_threshold
     cal_mod = model.calibrator
     fitted = bool(cal_mod.fitted)
-    if fitted:
-        flags = (
-            cal_mod.is_anomalous(torch.as_tensor(raw, dtype=torch.float64))
-            .numpy()
-            .astype(np.float64)
-        )
-        flags[~np.isfinite(raw)] = np.nan
-    else:
+    if not fitted:
         notes.append("checkpoint has no fitted calibration: raw scores only, no threshold")
-        flags = np.full(n, np.nan)
     ood = input_warnings(model, scored.input_stats, raw)
     notes += ood
-    vs = VideoScores(
-        video_id=item.name,
-        scores=raw,
-        labels=np.full(n, -1, dtype=np.int64),
-        counts=scored.counts,
-        fps=fps,
-        source=item.source,
-        label=-1,
-        extra={**scored.extra, "above_threshold": flags},
-    )
-    cal = model.calibrate(vs)
-    thr_cal = 1.0 - float(cal_mod.target_fpr) if fitted else None
+    vs = fs.video
+    vs.fps, vs.source = fps, item.source
+    vs.extra = {**vs.extra, "above_threshold": flags}
+    cal = fs.calibration
+    thr_cal = fs.threshold_calibrated
     record = write_video_scores(out, vs, cal, thr_cal)
     top = float(model.hparams.get("video_top_fraction", 0.1) or 0.1)
     base = cal["calibrated"] if fitted else raw
@@ -567,7 +510,7 @@ def score_recording(
         "preprocessing": {**prep.as_dict(), "fps_used": fps},
         "native": {"fps": info.fps, "height": info.height, "width": info.width, "kind": info.kind},
         "mask": mask_res.describe(),
-        "n_windows": scored.n_windows,
+        "n_windows": fs.n_windows,
         "out_of_distribution": bool(ood),
         "input_profile": _input_profile_record(getattr(model, "input_profile", None), scored.input_stats),
         "warnings": [item.redact(w) for w in notes],

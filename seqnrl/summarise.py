@@ -67,6 +67,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from seqnrl import batch as B
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.errors import CheckpointError, SeqNRLError
 from seqnrl.io.atomic import atomic_path, write_json, write_text
 from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
@@ -77,6 +78,7 @@ from seqnrl.io.write import write_video_stream
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.scoring.aggregate import smooth_scores
 from seqnrl.scoring.input_profile import frame_statistics, input_warnings
+from seqnrl.scoring.windows import WindowScorer
 from seqnrl.shots import (
     fill_budget,
     kts_shots,
@@ -108,7 +110,7 @@ class SummariseConfig:
 
     Attributes:
         budget: summary length as a fraction of the recording (knapsack capacity).
-        fps: analysis frame rate; a checkpoint's own ``data_spec`` fps wins when it has one.
+        fps: analysis frame rate; a checkpoint's own input-spec fps wins when it has one.
         normative_weight: weight of the calibrated anomaly score, both in the policy's
             reward and in the frame importance used for shot selection (0 = plain DSN).
         relevance_weight: weight of a ``relevance`` signal, when the model provides one.
@@ -454,14 +456,15 @@ class NormativeFeatures(FeatureSource):
     averaged per frame; raw scores smoothed (model's ``smooth_sigma``) and calibrated."""
 
     def __init__(self, model: NormativeModule, fps: float, batch_windows: int = 8, device: str = "cpu"):
-        spec = dict(model.data_spec or {})
+        spec = InputSpec.of(model)
         self.model = model
         self.spec = spec
-        self.window = int(spec.get("clip_len") or 16)
-        self.stride = min(self.window, int(spec.get("stride") or max(1, self.window // 2)))
-        self.fps = float(spec["fps"]) if spec.get("fps") else float(fps)
-        self.size = spec.get("image_size")
-        self.grayscale = bool(spec.get("grayscale", False))
+        self.window = spec.clip_len
+        self.stride = int(spec.stride)
+        # a model trained at the native rate (fps None) is analysed at the summary's rate
+        self.fps = spec.fps or float(fps)
+        self.size = spec.image_size
+        self.grayscale = spec.grayscale
         self.batch_windows = max(1, int(batch_windows))
         self.device = device
         self._pending: list[B.Sample] = []
@@ -472,7 +475,7 @@ class NormativeFeatures(FeatureSource):
         self._n = 0  # frames seen
         self._covered = 0  # frames [0, covered) are in an emitted window
         self._emb: _PerFrame | None = None
-        self._sig: dict[str, _PerFrame] = {}
+        self._scorer = WindowScorer(model)  # the scores every other consumer computes
         self._stats: list[np.ndarray] = []
 
     def add(self, new: FrameBatch) -> None:
@@ -519,37 +522,29 @@ class NormativeFeatures(FeatureSource):
         self._pending = []
         video = batch[B.VIDEO].to(self.device)
         batch[B.VIDEO] = video
-        out = self.model.score_frames(batch)
-        sig = out if isinstance(out, dict) else {"score": out}
+        self._scorer.add(batch)
         emb = self.model.embed_frames(video)
         fi = batch[B.FRAME_INDEX].numpy()
         valid = fi >= 0
-        idx = fi[valid]
         e = emb.detach().float().cpu().numpy()[valid]
         if self._emb is None:
             self._emb = _PerFrame(e.shape[-1])
-        self._emb.add(idx, e)
-        for k, v in sig.items():
-            v = v.detach().float().cpu().numpy()
-            if v.shape != fi.shape:
-                continue  # not a per-frame signal
-            self._sig.setdefault(k, _PerFrame(1)).add(idx, v[valid][:, None])
+        self._emb.add(fi[valid], e)
 
     def finish(self, n_frames: int):
         self._finish_windows()
         self._flush()
-        if self._emb is None or "score" not in self._sig:
+        if self._emb is None or not len(self._scorer):
             raise SeqNRLError("the model produced no scores")
         feats = self._emb.mean(n_frames).astype(np.float32)
-        raw = self._sig["score"].mean(n_frames)[:, 0]
-        raw = smooth_scores(raw, float(getattr(self.model.hparams, "smooth_sigma", 0.0) or 0.0))
+        fs = self._scorer.finish("rec", n_frames=n_frames)
+        raw = fs.raw
         cal_fitted = bool(self.model.calibrator.fitted)
         if cal_fitted:
-            cal = self.model.calibrator.calibrated(torch.as_tensor(raw, dtype=torch.float64)).double().numpy()
-            cal = np.where(np.isfinite(raw), cal, np.nan)
+            cal = np.where(np.isfinite(raw), fs.calibrated.astype(np.float64), np.nan)
         else:
             cal = within_recording_ecdf(raw)
-        relevance = self._sig["relevance"].mean(n_frames)[:, 0] if "relevance" in self._sig else None
+        relevance = fs.video.extra.get("relevance")
         ood = input_warnings(self.model, np.concatenate(self._stats) if self._stats else None, raw)
         cls = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
         info = {
@@ -557,7 +552,7 @@ class NormativeFeatures(FeatureSource):
             "description": f"normative model {cls} from {getattr(self.model, 'summarise_checkpoint_path', '?')}",
             "checkpoint": getattr(self.model, "summarise_checkpoint_path", None),
             "model_class": cls,
-            "data_spec": self.spec,
+            "input_spec": self.spec.to_dict(),
             "window": self.window,
             "stride": self.stride,
             "dims": int(feats.shape[1]),

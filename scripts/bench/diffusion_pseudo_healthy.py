@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from data_modules.synthetic import SyntheticEchoDataModule  # noqa: E402
 from scripts.bench._common import save, table  # noqa: E402
+from seqnrl.data.input_spec import InputSpec  # noqa: E402
 from seqnrl.metrics.anomaly import frame_metrics  # noqa: E402
 from seqnrl.models.video_diffusion import VideoDiffusionModel  # noqa: E402
 from seqnrl.scoring.aggregate import smooth_scores  # noqa: E402
@@ -199,8 +200,8 @@ def main(argv=None) -> dict:
         from seqnrl.models.loading import load_model
 
         other = load_model(a.transformer_ckpt)
-        spec = other.data_spec
-        dm2 = make_data(a, clip_len=spec.get("clip_len"), size=spec.get("image_size"))
+        spec = InputSpec.of(other)
+        dm2 = make_data(a, clip_len=spec.clip_len, size=spec.image_size)
         t0 = time.time()
         trainer().test(other, datamodule=dm2, verbose=False)
         rows.append(

@@ -264,6 +264,7 @@ def main(argv=None) -> dict:
 
     from data_modules.motion_styles import MotionStylesDataModule, load_bvh_positions
     from scripts.bench._common import load_model_config
+    from seqnrl.data.input_spec import InputSpec
     from seqnrl.io.bvh import joint_angles, read_bvh
     from seqnrl.models.kinematic_prior.module import KinematicPriorModel
     from seqnrl.models.loading import load_model
@@ -303,7 +304,7 @@ def main(argv=None) -> dict:
     child = run_score(ckpt, [m["path"] for m in test.values()], run_dir / "scores", args.threads)
     score_s = time.time() - t0
     model = load_model(ckpt, expected=KinematicPriorModel).eval()
-    fps = float(model.data_spec.get("fps") or dm.fps)
+    fps = float(InputSpec.of(model).fps)
     pos = {t: load_bvh_positions(Path(m["path"]), fps)[0] for t, m in meta.items()}
 
     def windows_of(scores: dict[str, np.ndarray], w: int) -> dict[str, np.ndarray]:

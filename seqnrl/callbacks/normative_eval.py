@@ -50,10 +50,10 @@ __all__ = ["NormativeEvalCallback", "clip_length", "feature_fn", "restoration_fn
 
 # ----------------------------------------------------------------------------- adapters
 def clip_length(model) -> int | None:
-    """The longest clip a model takes: the smaller of its data spec's and its own ``clip_len``."""
-    spec = getattr(model, "data_spec", None) or {}
+    """The longest clip a model takes: the smaller of its input spec's and its own ``clip_len``."""
+    spec = getattr(model, "input_spec", None)
     hp = getattr(model, "hparams", None) or {}
-    n = [int(v) for v in (spec.get("clip_len"), hp.get("clip_len")) if v]
+    n = [int(v) for v in (spec.clip_len if spec is not None else None, hp.get("clip_len")) if v]
     return min(n) if n else None
 
 

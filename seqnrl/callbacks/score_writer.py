@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from seqnrl.io.atomic import write_json, write_text
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.metrics.anomaly import frame_metrics
-from seqnrl.scoring.aggregate import FrameScoreAccumulator, VideoScores
+from seqnrl.scoring.aggregate import VideoScores
 from seqnrl.viz import plot_score_timeline
 
 log = logging.getLogger(__name__)
@@ -86,28 +86,17 @@ class ScoreWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir)
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        from seqnrl.models.base import gather_accumulator
+        from seqnrl.models.base import gather_scorer
+        from seqnrl.scoring.windows import WindowScorer
 
-        acc = FrameScoreAccumulator()
+        scorer = WindowScorer(pl_module)
         preds = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        for p in preds:
-            sc = p["scores"]
-            acc.add(
-                p["video_id"],
-                p["frame_index"],
-                sc["score"],
-                labels=p["frame_label"],
-                n_frames=p["n_frames"],
-                fps=p["fps"],
-                sources=p["source"],
-                video_labels=p["label"],
-                extra={k: v for k, v in sc.items() if k != "score"},
-            )
-        acc = gather_accumulator(acc)
+        for p in preds:  # predict_step outputs: the batch's keys and the model's signals
+            scorer.add(p, scored=p["scores"])
+        scorer = gather_scorer(scorer)
         if trainer.global_rank != 0:
             return
-        results = pl_module.finalise(acc)
-        self.write_results(pl_module, results)
+        self.write_results(pl_module, scorer.videos())
 
     def write_results(self, pl_module, results: dict[str, VideoScores]) -> dict:
         from seqnrl.scoring.aggregate import video_score
@@ -120,7 +109,7 @@ class ScoreWriter(BasePredictionWriter):
         for vid, vs in sorted(results.items()):
             cal = pl_module.calibrate(vs)
             cal_all[vid] = cal
-            thr = 1.0 - float(cal_thr.target_fpr) if cal_thr.fitted else None
+            thr = cal_thr.threshold_calibrated
             write_video_scores(out, vs, cal, thr)
             base = cal["calibrated"] if cal_thr.fitted else vs.scores
             summary_videos.append(
@@ -130,7 +119,7 @@ class ScoreWriter(BasePredictionWriter):
                     "n_frames": vs.n_frames,
                     "label": vs.label,
                     "video_score": video_score(base, pl_module.hparams.video_top_fraction),
-                    "frames_above_threshold": int(np.nansum(base > thr)) if thr is not None else None,
+                    "frames_above_threshold": int(np.nansum(cal["above_threshold"])) if thr is not None else None,
                     "files": {e: f"{safe_name(vid)}.{e}" for e in ("csv", "json", "png")},
                 }
             )

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.data.manifest import list_media, resolve_under
 from seqnrl.errors import ManifestError, SeqNRLError
 from seqnrl.io.video import probe_video, read_video
@@ -254,13 +255,13 @@ class NormativeFrameEncoder(FrameEncoder):
                  checkpoint: str = ""):
         if not callable(getattr(model, "embed_frames", None)):
             raise SeqNRLError(f"{type(model).__name__} has no embed_frames(): cannot embed videos")
-        spec = dict(getattr(model, "data_spec", None) or {})
+        spec = InputSpec.of(model)
         self.model = model.eval().to(device)
         self.device = device
-        self.fps = float(spec.get("fps") or fps or 10.0)
-        self.size = _hw(spec.get("image_size"))
-        self.grayscale = bool(spec.get("grayscale", True))
-        self.clip_len = int(spec.get("clip_len") or 16)
+        self.fps = float(spec.fps or fps or FrameEncoder.fps)  # native-rate models: the collection's rate
+        self.size = _hw(spec.image_size)
+        self.grayscale = spec.grayscale
+        self.clip_len = spec.clip_len
         self.batch_windows = int(batch_windows)
         self.checkpoint = checkpoint
         self.description = (

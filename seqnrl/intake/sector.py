@@ -444,20 +444,14 @@ def _upscale_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
-def resolve_mode(
-    flag: str | None, hparams: dict[str, Any] | None, data_spec: dict[str, Any] | None
-) -> tuple[str, str]:
-    """Which masking to use, and where the choice came from.
-
-    Order: the ``--mask`` flag, then ``sector_mask`` in the checkpoint's hyper-parameters,
-    then in its ``data_spec``, then ``"auto"``.
-    """
+def resolve_mode(flag: str | None, spec_mode: str | None) -> tuple[str, str]:
+    """Which masking to use, and where the choice came from: the ``--mask`` flag, else the
+    ``sector_mask`` of the checkpoint's input spec (what the model was trained on)."""
     if flag:
         return _check_mode(flag), "--mask"
-    for where, d in (("checkpoint hparams", hparams), ("checkpoint data_spec", data_spec)):
-        if d and d.get("sector_mask") not in (None, ""):
-            return _check_mode(str(d["sector_mask"])), where
-    return "auto", "default"
+    if spec_mode:
+        return _check_mode(str(spec_mode)), "checkpoint input spec"
+    return "none", "default"
 
 
 def _check_mode(mode: str) -> str:

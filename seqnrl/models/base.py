@@ -17,15 +17,18 @@ import pytorch_lightning as pl
 import torch
 
 from seqnrl import batch as B
+from seqnrl.data.input_spec import InputSpec
+from seqnrl.errors import ConfigError
 from seqnrl.metrics.anomaly import frame_metrics
-from seqnrl.scoring.aggregate import FrameScoreAccumulator, VideoScores, smooth_scores, video_score
+from seqnrl.scoring.aggregate import FrameScoreAccumulator, VideoScores, video_score
 from seqnrl.scoring.calibration import ScoreCalibrator
 from seqnrl.scoring.input_profile import InputProfile, frame_statistics
+from seqnrl.scoring.windows import WindowScorer, model_signals
 
 log = logging.getLogger(__name__)
 
 CKPT_KEY = "seqnrl"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed input spec (format 1 had an untyped data_spec, converted on load)
 
 
 def world_size() -> int:
@@ -54,6 +57,12 @@ def gather_accumulator(acc: FrameScoreAccumulator) -> FrameScoreAccumulator:
     for st in all_gather_objects(acc.state()):
         merged.merge_state(st)
     return merged
+
+
+def gather_scorer(scorer: WindowScorer) -> WindowScorer:
+    """The scorer with the windows of every process (no-op without torch.distributed)."""
+    scorer.acc = gather_accumulator(scorer.acc)
+    return scorer
 
 
 def stable_seed(*parts: Any) -> int:
@@ -104,6 +113,10 @@ class NormativeModule(pl.LightningModule):
         smooth_sigma: Gaussian temporal smoothing of frame scores (frames; 0 = none).
         target_fpr: false-positive rate on normal validation frames that sets the threshold.
         video_top_fraction: video score = mean of this top fraction of frame scores.
+        input_spec: what the model's input looks like (:class:`~seqnrl.data.input_spec.InputSpec`);
+            linked from the data module by ``seqnrl fit``, taken from the trainer's data module
+            at fit start otherwise, and saved in the checkpoint. Subclasses accept it (and any
+            other base setting) through ``**kwargs``.
     """
 
     def __init__(
@@ -113,13 +126,16 @@ class NormativeModule(pl.LightningModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        input_spec: InputSpec | None = None,
     ):
         super().__init__()
+        if isinstance(input_spec, dict):
+            input_spec = InputSpec.from_dict(input_spec)
+        self.input_spec: InputSpec | None = input_spec
         self.calibrator = ScoreCalibrator(target_fpr=target_fpr)
         self.input_profile = InputProfile()  # what normal inputs looked like (OOD warnings)
-        self._acc: dict[str, FrameScoreAccumulator] = {}
+        self._acc: dict[str, WindowScorer] = {}
         self._profile_stats: list[np.ndarray] = []
-        self.data_spec: dict[str, Any] = {}
         self.last_results: dict[str, VideoScores] = {}
         self.last_metrics: dict[str, float] = {}
 
@@ -177,23 +193,10 @@ class NormativeModule(pl.LightningModule):
 
     # -- evaluation -----------------------------------------------------------------------
     def _score_batch(self, batch: B.Batch) -> dict[str, torch.Tensor]:
-        out = self.score_frames(batch)
-        return out if isinstance(out, dict) else {"score": out}
+        return model_signals(self, batch)
 
     def _accumulate(self, split: str, batch: B.Batch, scored: dict[str, torch.Tensor]) -> None:
-        acc = self._acc.setdefault(split, FrameScoreAccumulator())
-        extra = {k: v for k, v in scored.items() if k != "score"}
-        acc.add(
-            batch[B.VIDEO_ID],
-            batch[B.FRAME_INDEX],
-            scored["score"],
-            labels=batch[B.FRAME_LABEL],
-            n_frames=batch[B.N_FRAMES],
-            fps=batch[B.FPS],
-            sources=batch[B.SOURCE],
-            video_labels=batch[B.LABEL],
-            extra=extra,
-        )
+        self._acc.setdefault(split, WindowScorer(self)).add(batch, scored)
 
     def _eval_step(self, split: str, batch: B.Batch) -> None:
         bs = B.batch_size(batch)
@@ -222,15 +225,14 @@ class NormativeModule(pl.LightningModule):
         self._eval_step("test", batch)
 
     def on_validation_epoch_start(self) -> None:
-        self._acc["val"] = FrameScoreAccumulator()
+        self._acc["val"] = WindowScorer(self)
         self._profile_stats = []
 
     def on_test_epoch_start(self) -> None:
-        self._acc["test"] = FrameScoreAccumulator()
+        self._acc["test"] = WindowScorer(self)
 
     def on_validation_epoch_end(self) -> None:
-        acc = gather_accumulator(self._acc.pop("val", FrameScoreAccumulator()))
-        results = self.finalise(acc)
+        results = gather_scorer(self._acc.pop("val", WindowScorer(self))).videos()
         stats = [s for part in all_gather_objects(self._profile_stats) for s in part]
         self._profile_stats = []
         if self.trainer is not None and self.trainer.sanity_checking:
@@ -241,19 +243,17 @@ class NormativeModule(pl.LightningModule):
         self._log_metrics("val", results)
 
     def on_test_epoch_end(self) -> None:
-        acc = gather_accumulator(self._acc.pop("test", FrameScoreAccumulator()))
-        results = self.finalise(acc)
+        results = gather_scorer(self._acc.pop("test", WindowScorer(self))).videos()
         if not self.calibrator.fitted:
             log.warning("calibration not fitted (no validation run): fitting on normal test frames")
             self.fit_calibration(results)
         self._log_metrics("test", results)
 
     def finalise(self, acc: FrameScoreAccumulator) -> dict[str, VideoScores]:
-        """Per-video results with the configured temporal smoothing applied."""
-        res = acc.results()
-        for vs in res.values():
-            vs.scores = smooth_scores(vs.scores, self.hparams.smooth_sigma)
-        return res
+        """Per-video results of accumulated windows, smoothed as :class:`WindowScorer` does."""
+        scorer = WindowScorer(self)
+        scorer.acc = acc
+        return scorer.videos()
 
     @staticmethod
     def normal_frames(results: dict[str, VideoScores]) -> np.ndarray:
@@ -273,15 +273,9 @@ class NormativeModule(pl.LightningModule):
             log.warning("no normal validation frames: calibration left unchanged")
 
     def calibrate(self, vs: VideoScores) -> dict[str, np.ndarray]:
-        raw = torch.as_tensor(vs.scores, dtype=torch.float64)
-        if not self.calibrator.fitted:
-            nan = np.full(len(raw), np.nan)
-            return {"calibrated": nan, "z": nan, "p_value": nan}
-        return {
-            "calibrated": self.calibrator.calibrated(raw).numpy(),
-            "z": self.calibrator.z(raw).numpy(),
-            "p_value": self.calibrator.p_value(raw).numpy(),
-        }
+        """``calibrated``, ``z``, ``p_value`` and ``above_threshold`` per frame
+        (:meth:`ScoreCalibrator.frame_outputs`; NaN before calibration)."""
+        return self.calibrator.frame_outputs(vs.scores)
 
     def _log_metrics(self, split: str, results: dict[str, VideoScores]) -> None:
         self.last_results = results
@@ -310,23 +304,29 @@ class NormativeModule(pl.LightningModule):
     # -- checkpoint -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None:
-            spec = {}
-            for k in ("clip_len", "stride", "fps", "image_size", "grayscale", "channels", "sector_mask"):
-                v = getattr(dm, k, None)
-                if v is not None and not callable(v):
-                    spec[k] = list(v) if isinstance(v, tuple) else v
-            spec["datamodule"] = f"{type(dm).__module__}.{type(dm).__qualname__}"
-            self.data_spec = spec
+        dm_spec = getattr(dm, "input_spec", None) if dm is not None else None
+        if isinstance(dm_spec, InputSpec):
+            if self.input_spec is not None and self.input_spec != dm_spec:
+                raise ConfigError(
+                    f"{type(self).__name__} was built for {self.input_spec} but is fitted on "
+                    f"{type(dm).__name__} giving {dm_spec}"
+                )
+            self.input_spec = dm_spec
+        if self.input_spec is not None:
+            self.input_spec.check_model(dict(self.hparams), type(self).__name__)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CKPT_KEY] = {
             "format_version": FORMAT_VERSION,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "data_spec": dict(self.data_spec),
+            "input_spec": self.input_spec.to_dict() if self.input_spec is not None else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        info = checkpoint.get(CKPT_KEY)
-        if info:
-            self.data_spec = dict(info.get("data_spec", {}))
+        info = checkpoint.get(CKPT_KEY) or {}
+        if info.get("input_spec") is not None:
+            self.input_spec = InputSpec.from_dict(info["input_spec"], where="checkpoint")
+        elif info.get("data_spec"):
+            # format 1: an untyped dict copied off the data module; converted once, here
+            self.input_spec = InputSpec.from_legacy(info["data_spec"], checkpoint.get("hyper_parameters"))
+            log.info("format-%s checkpoint: its data_spec was converted to %s", info.get("format_version", 1), self.input_spec)

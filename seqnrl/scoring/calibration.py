@@ -82,3 +82,26 @@ class ScoreCalibrator(nn.Module):
     def is_anomalous(self, raw: torch.Tensor) -> torch.Tensor:
         self._check()
         return raw > self.threshold.to(raw)
+
+    @property
+    def threshold_calibrated(self) -> float | None:
+        """The operating point on the calibrated (normal-CDF) scale, ``1 - target_fpr``;
+        ``None`` before fitting."""
+        return 1.0 - float(self.target_fpr) if self.fitted else None
+
+    def frame_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """``calibrated``, ``z``, ``p_value`` and ``above_threshold`` (1.0 / 0.0) per frame of
+        ``raw``; NaN where ``raw`` is not finite (flags) and everywhere before fitting."""
+        r = np.asarray(raw, dtype=np.float64)
+        if not self.fitted:
+            nan = np.full(len(r), np.nan)
+            return {"calibrated": nan, "z": nan.copy(), "p_value": nan.copy(), "above_threshold": nan.copy()}
+        t = torch.as_tensor(r, dtype=torch.float64)
+        flags = self.is_anomalous(t).numpy().astype(np.float64)
+        flags[~np.isfinite(r)] = np.nan
+        return {
+            "calibrated": self.calibrated(t).numpy(),
+            "z": self.z(t).numpy(),
+            "p_value": self.p_value(t).numpy(),
+            "above_threshold": flags,
+        }

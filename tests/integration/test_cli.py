@@ -40,7 +40,8 @@ def test_fit_then_predict_writes_scores_for_every_frame(tmp_path):
     assert ckpt.is_file()
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert raw["state_dict"]["calibrator.n_ref"] > 0, "calibration must be fitted on validation and saved"
-    assert raw["seqnrl"]["data_spec"]["clip_len"] == 8
+    assert raw["seqnrl"]["format_version"] == 2 and raw["seqnrl"]["input_spec"]["clip_len"] == 8
+    assert "input_spec" not in raw["hyper_parameters"]  # plain types only: loads with weights_only=True
     main([
         "predict", *common, f"--ckpt_path={ckpt}",
         "--trainer.callbacks+=seqnrl.callbacks.score_writer.ScoreWriter", f"--trainer.callbacks.output_dir={out}",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqnrl.data.input_spec import InputSpec
 from tests.integration.test_ped2_path import _run
 from tests.unit.test_depth_prior import lung
 
@@ -66,14 +67,14 @@ def test_seqnrl_score_reproduces_the_lus_benchmark_scores(tmp_path, repo_root):
 
     model = load_model(ckpt).eval()
     assert model.calibrator.fitted
-    spec = model.data_spec
-    assert spec["sector_mask"] == "none"  # the model cuts its own view; scoring must not mask first
+    spec = InputSpec.of(model)
+    assert spec.sector_mask == "none"  # the model cuts its own view; scoring must not mask first
     dm = LUSDataModule(
         root=str(root),
         val_patients=["p3"],
         image_size=96,
-        clip_len=spec["clip_len"],
-        stride=spec["stride"],
+        clip_len=spec.clip_len,
+        stride=spec.stride,
     )
     pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False

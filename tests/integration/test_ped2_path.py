@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seqnrl.data.input_spec import InputSpec
 from tests.unit.test_flow_prior import moving_blob
 
 
@@ -75,8 +76,8 @@ def test_seqnrl_score_reproduces_the_benchmark_scores(tmp_path, repo_root):
 
     model = load_model(ckpt).eval()
     assert model.calibrator.fitted
-    spec = model.data_spec  # the windows the checkpoint was trained and is scored with
-    dm = Ped2DataModule(root=str(root), image_size=(48, 72), n_val_clips=1, clip_len=spec["clip_len"], stride=spec["stride"])
+    spec = InputSpec.of(model)  # the windows the checkpoint was trained and is scored with
+    dm = Ped2DataModule(root=str(root), image_size=(48, 72), n_val_clips=1, clip_len=spec.clip_len, stride=spec.stride)
     pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False).test(
         model, datamodule=dm, verbose=False
     )

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.errors import CheckpointError
 from seqnrl.io.video import probe_video, read_video
 
@@ -178,7 +179,9 @@ def test_checkpoint_features_cover_every_frame(inputs, tmp_path):
     from seqnrl.summarise import SummariseConfig, load_normative_checkpoint, summarise_recording
 
     model = load_normative_checkpoint(tiny_checkpoint(tmp_path / "m.ckpt"))
-    assert model.data_spec["clip_len"] == 8 and model.calibrator.fitted
+    # a format-1 checkpoint (untyped data_spec) is converted on load
+    assert InputSpec.of(model) == InputSpec(clip_len=8, stride=4, fps=5.0, image_size=32, channels=1, sector_mask="auto")
+    assert model.calibrator.fitted
     cfg = SummariseConfig(policy_steps=5, budget=0.3)
     an, sel, rec = summarise_recording(inputs / "alpha.mp4", tmp_path / "o", cfg, model)
     assert an.fps == 5.0 and an.n_frames == 20  # 4 s at the checkpoint's 5 fps

@@ -14,6 +14,7 @@ import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.intake import deid as D
 from seqnrl.intake.deid import deidentify_dataset, dicom_pseudonym, hashed_uid
 from seqnrl.score import score_main
@@ -39,14 +40,8 @@ def make_untrained_checkpoint(path: Path, clip_len: int = 4, image_size: int = 1
 
     torch.manual_seed(seed)
     model = FrameAutoEncoderModel(in_channels=1, width=4, depth=2, latent=4)
-    model.data_spec = {
-        "clip_len": clip_len,
-        "stride": max(1, clip_len // 2),
-        "image_size": image_size,
-        "grayscale": True,
-        "channels": 1,
-        "datamodule": "tests.untrained",
-    }
+    # "auto": these stand for checkpoints of recordings whose sector the tool must find
+    model.input_spec = InputSpec(clip_len=clip_len, image_size=image_size, channels=1, sector_mask="auto")
     model.calibrator.fit(np.random.default_rng(seed).normal(0.08, 0.01, 400))
     ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
     model.on_save_checkpoint(ckpt)

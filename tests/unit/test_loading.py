@@ -20,7 +20,7 @@ def test_roundtrip_restores_weights_calibration_and_spec(tmp_path):
     m = FrameAutoEncoderModel(width=8, depth=2, latent=8)
     p = _ckpt(tmp_path, m)
     m2 = load_model(p)
-    assert isinstance(m2, FrameAutoEncoderModel) and m2.calibrator.fitted and m2.data_spec["clip_len"] == 8
+    assert isinstance(m2, FrameAutoEncoderModel) and m2.calibrator.fitted and m2.input_spec.clip_len == 8
     x = torch.rand(1, 1, 4, 16, 16)
     torch.testing.assert_close(m2.net(x)[0], m.eval().net(x)[0])
 

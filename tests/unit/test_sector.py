@@ -256,12 +256,12 @@ def test_masks_are_cached_per_recording(tmp_path, monkeypatch):
 
 
 def test_mode_resolution_order(tmp_path):
-    assert resolve_mode(None, {}, {}) == ("auto", "default")
-    assert resolve_mode(None, {"sector_mask": "none"}, {"sector_mask": "auto"}) == ("none", "checkpoint hparams")
-    assert resolve_mode(None, {}, {"sector_mask": "none"}) == ("none", "checkpoint data_spec")
-    assert resolve_mode("auto", {"sector_mask": "none"}, {}) == ("auto", "--mask")
+    assert resolve_mode(None, None) == ("none", "default")
+    assert resolve_mode(None, "auto") == ("auto", "checkpoint input spec")
+    assert resolve_mode(None, "none") == ("none", "checkpoint input spec")
+    assert resolve_mode("auto", "none") == ("auto", "--mask")
     with pytest.raises(ConfigError, match="--mask"):
-        resolve_mode(str(tmp_path / "missing.png"), {}, {})
+        resolve_mode(str(tmp_path / "missing.png"), "none")
 
 
 # ---------------------------------------------------------------------------------------

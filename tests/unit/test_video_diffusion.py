@@ -351,7 +351,7 @@ def test_fit_checkpoint_and_weights_only_load(tmp_path):
     path = tmp_path / "vd.ckpt"
     trainer.save_checkpoint(path)
     loaded = load_video_diffusion(path)
-    assert loaded.data_spec.get("clip_len") == 6
+    assert loaded.input_spec.clip_len == 6
     m.eval()
     clip = _echo_clips(1, 6, 16)
     assert torch.allclose(

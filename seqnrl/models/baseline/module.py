@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from einops import reduce
 
@@ -29,9 +31,10 @@ class FrameAutoEncoderModel(NormativeModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
-        self.save_hyperparameters()
+        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        self.save_hyperparameters(ignore=["input_spec"])
         self.net = FrameAutoEncoder(in_channels, width, depth, latent)
 
     def _errors(self, batch: B.Batch) -> torch.Tensor:

@@ -24,6 +24,8 @@ are scored one by one (no look-ahead).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from einops import rearrange
 
@@ -62,6 +64,7 @@ class DepthPriorModel(NormativeModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        **kwargs: Any,
     ):
         super().__init__(
             lr=lr,
@@ -69,12 +72,13 @@ class DepthPriorModel(NormativeModule):
             smooth_sigma=smooth_sigma,
             target_fpr=target_fpr,
             video_top_fraction=video_top_fraction,
+            **kwargs,
         )
         if pooling not in POOLINGS:
             raise ValueError(f"depth prior pooling must be one of {POOLINGS}, got {pooling!r}")
         if not 0.0 < visible < 1.0:
             raise ValueError(f"depth prior 'visible' must be between 0 and 1, got {visible}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["input_spec"])
         self.net = DepthPriorNet(size=view_size, width=width)
 
     @property

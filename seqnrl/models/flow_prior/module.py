@@ -15,6 +15,8 @@ expecting it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from einops import rearrange
 
@@ -51,6 +53,7 @@ class FlowPriorModel(NormativeModule):
         smooth_sigma: float = 2.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        **kwargs: Any,
     ):
         super().__init__(
             lr=lr,
@@ -58,8 +61,9 @@ class FlowPriorModel(NormativeModule):
             smooth_sigma=smooth_sigma,
             target_fpr=target_fpr,
             video_top_fraction=video_top_fraction,
+            **kwargs,
         )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["input_spec"])
         self.net = MotionPriorNet(in_channels=1, width=width, cell=cell)
         self.flow_cache = CellFlowCache()  # not state: a pure function of the frames
 

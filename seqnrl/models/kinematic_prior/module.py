@@ -27,6 +27,7 @@ and kept in the checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,7 @@ class KinematicPriorModel(NormativeModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        **kwargs: Any,
     ):
         super().__init__(
             lr=lr,
@@ -91,6 +93,7 @@ class KinematicPriorModel(NormativeModule):
             smooth_sigma=smooth_sigma,
             target_fpr=target_fpr,
             video_top_fraction=video_top_fraction,
+            **kwargs,
         )
         if not 0 <= root_joint < n_joints:
             raise ConfigError(f"root_joint {root_joint} is not a joint index (n_joints={n_joints})")
@@ -112,7 +115,7 @@ class KinematicPriorModel(NormativeModule):
             for a, b in pairs:
                 perm[a], perm[b] = b, a
             self.mirror_perm = perm
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["input_spec"])
         # joints whose relative position and velocity are features, in feature order
         self.feature_joints = feature_joints(n_joints, root_joint, ignore_joints)
         nf = n_features(n_joints, heading_joints is not None, len(set(ignore_joints)))

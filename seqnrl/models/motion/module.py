@@ -171,9 +171,10 @@ class MotionTransformerModel(NormativeModule):
         asymmetry_weight: float = 2.0,
         asymmetry_window: float = 16.0,
         asymmetry_margin: float = 2.0,
+        **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
-        self.save_hyperparameters()
+        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        self.save_hyperparameters(ignore=["input_spec"])
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         if future_weight > 0 and not causal:

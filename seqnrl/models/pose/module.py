@@ -31,6 +31,7 @@ import torch
 from einops import rearrange
 
 from seqnrl import batch as B
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.errors import ConfigError
 from seqnrl.metrics import pose as pose_metrics
 from seqnrl.models.base import all_gather_objects, sample_generators, step_salt
@@ -80,9 +81,12 @@ class PoseTemplateModel(pl.LightningModule):
         pairs_per_clip: int = 2,
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
+        input_spec: InputSpec | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        # linked from the data module by `seqnrl fit` (kept out of the plain-typed hparams)
+        self.save_hyperparameters(ignore=["input_spec"])
+        self.input_spec = input_spec
         if pairs_per_clip < 1:
             raise ConfigError(f"pairs_per_clip must be >= 1, got {pairs_per_clip}")
         self.template: ShapeTemplate = load_template(template)

@@ -145,11 +145,12 @@ class STTransformerModel(NormativeModule):
         smooth_sigma: float = 0.0,
         target_fpr: float = 0.05,
         video_top_fraction: float = 0.1,
+        **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
+        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
         if not isinstance(image_size, int):  # a plain [H, W] list in hparams (YAML-safe)
             image_size = [int(v) for v in image_size]
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["input_spec"])
         if not 0.0 < error_topk <= 1.0:
             raise ValueError(f"error_topk must be in (0, 1], got {error_topk}")
         if not 0.0 < embed_topk <= 1.0:

@@ -23,6 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset
 
+from seqnrl.data.input_spec import InputSpec
 from seqnrl.errors import SeqNRLError
 from seqnrl.metrics.summary import evaluate_summary
 from seqnrl.models.base import all_gather_objects, stable_seed, step_salt, world_size
@@ -165,9 +166,11 @@ class SummariserModule(pl.LightningModule):
         shot_seconds: float = 2.0,
         fps: float = 2.0,
         shot_value: str = "mean",
+        input_spec: InputSpec | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        # a data module's input spec, linked by `seqnrl fit`: not used (features are the input)
+        self.save_hyperparameters(ignore=["input_spec"])
         self.policy = DSNPolicy(in_dim, hidden, num_layers)
         self.baselines: dict[str, float] = {}
         self._updated: set[str] = set()  # baselines updated by this process this epoch

@@ -58,7 +58,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -182,9 +182,10 @@ class VideoDiffusionModel(NormativeModule):
         p_drop_feature: float = 0.1,
         feature_pool: int = 8,
         feature_fit_batches: int = 64,
+        **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction)
-        self.save_hyperparameters()
+        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        self.save_hyperparameters(ignore=["input_spec"])
         if feature_cond_dim < 0:
             raise ConfigError(f"feature_cond_dim must be >= 0, got {feature_cond_dim}")
         if feature_source not in ("pixel_pca", "batch"):
@@ -262,8 +263,9 @@ class VideoDiffusionModel(NormativeModule):
         return (ef - self.hparams.ef_mean) / self.hparams.ef_std
 
     def _shape(self, n_frames: int | None, image_size: int | None) -> tuple[int, int, int]:
-        t = int(n_frames or self.data_spec.get("clip_len") or self.hparams.clip_len)
-        size = image_size or self.data_spec.get("image_size") or self.hparams.image_size
+        spec = self.input_spec
+        t = int(n_frames or (spec.clip_len if spec is not None else self.hparams.clip_len))
+        size = image_size or (spec.image_size if spec is not None and spec.image_size else self.hparams.image_size)
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         if self.ae is not None:
             h, w = h // self.ae.factor, w // self.ae.factor
