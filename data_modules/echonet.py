@@ -83,7 +83,18 @@ class EchoNetDynamicDataModule(VideoDataModule):
         train_on_all: bool = False,
         seed: int = 0,
     ):
-        super().__init__(clip_len, stride, fps, image_size, grayscale, batch_size, num_workers, samples_per_video, train_on_all, seed)
+        super().__init__(
+            clip_len=clip_len,
+            stride=stride,
+            fps=fps,
+            image_size=image_size,
+            grayscale=grayscale,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            samples_per_video=samples_per_video,
+            train_on_all=train_on_all,
+            seed=seed,
+        )
         self.root = Path(root)
         self.normal_ef, self.abnormal_ef = normal_ef, abnormal_ef
 

@@ -92,7 +92,18 @@ class FolderVideoDataModule(VideoDataModule):
         samples_per_video: int = 4,
         seed: int = 0,
     ):
-        super().__init__(clip_len, stride, fps, image_size, grayscale, batch_size, num_workers, samples_per_video, False, seed)
+        super().__init__(
+            clip_len=clip_len,
+            stride=stride,
+            fps=fps,
+            image_size=image_size,
+            grayscale=grayscale,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            samples_per_video=samples_per_video,
+            train_on_all=False,
+            seed=seed,
+        )
         self.root = Path(root)
         self.manifest = manifest
         self.strict = strict

@@ -65,7 +65,18 @@ class Ped2DataModule(VideoDataModule):
         samples_per_video: int = 16,
         seed: int = 0,
     ):
-        super().__init__(clip_len, stride, None, image_size, grayscale, batch_size, num_workers, samples_per_video, False, seed)
+        super().__init__(
+            clip_len=clip_len,
+            stride=stride,
+            fps=None,
+            image_size=image_size,
+            grayscale=grayscale,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            samples_per_video=samples_per_video,
+            train_on_all=False,
+            seed=seed,
+        )
         self.root = Path(root)
         self.train_dir, self.test_dir, self.labels_file = train_dir, test_dir, labels_file
         self.n_val_clips = n_val_clips

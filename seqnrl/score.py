@@ -838,7 +838,7 @@ def _write_summary(
             "fitted": bool(cal.fitted),
             "target_fpr": _f(cal.target_fpr),
             "threshold_raw": _f(cal.threshold) if cal.fitted else None,
-            "threshold_calibrated": 1.0 - float(cal.target_fpr) if cal.fitted else None,
+            "threshold_calibrated": cal.threshold_calibrated,
             "normal_mean": _f(cal.mean),
             "normal_std": _f(cal.std),
             "n_normal_frames": int(cal.n_ref),

@@ -32,3 +32,20 @@ def shared_data(sub: str) -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 900):
+    """Run ``scripts/<script>`` as a user does (a child process, the repo on PYTHONPATH, one
+    thread); tests never import ``scripts/``. Returns the completed process; fails the test
+    with the script's output when it exits with an error (rc 1 is checked by the caller)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), *map(str, args)],
+        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if res.returncode not in (0, 1):
+        pytest.fail(f"scripts/{script} exited {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res

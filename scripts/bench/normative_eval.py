@@ -76,11 +76,17 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench._common import SHARED_DATA, save, table  # noqa: E402
-from seqnrl.callbacks.normative_eval import feature_fn, restoration_fn, run_batched  # noqa: E402
-from seqnrl.data.synthetic_echo import ANOMALIES, make_echo, sector_mask  # noqa: E402
+from seqnrl.callbacks.normative_eval import (  # noqa: E402
+    blur,
+    evaluate_restorations,
+    feature_fn,
+    oracle_restorations,
+    restoration_fn,
+    run_batched,
+)
+from seqnrl.data.synthetic_echo import restoration_set  # noqa: E402
 from seqnrl.io.atomic import write_text  # noqa: E402
 from seqnrl.metrics import normative as N  # noqa: E402
-from seqnrl.metrics.anomaly import frame_metrics  # noqa: E402
 
 Restore = Callable[[torch.Tensor], torch.Tensor]
 SMALL = (
@@ -95,25 +101,6 @@ COLS = ["data", "model", "rqi", "ssim", "mae", "perceptual", "fd_restored", "fd_
 
 
 # ----------------------------------------------------------------------------- restorations
-def blur(sigma: float) -> Restore:
-    def f(v: torch.Tensor) -> torch.Tensor:
-        k = max(1, int(np.ceil(3 * sigma)))
-        ax = torch.arange(-k, k + 1, dtype=torch.float32)
-        w = torch.exp(-(ax**2) / (2 * sigma**2))
-        w = w / w.sum()
-        b, c, t, h, wd = v.shape
-        y = v.reshape(b * c * t, 1, h, wd)
-        y = torch.nn.functional.conv2d(
-            torch.nn.functional.pad(y, (k, k, 0, 0), mode="replicate"), w.view(1, 1, 1, -1)
-        )
-        y = torch.nn.functional.conv2d(
-            torch.nn.functional.pad(y, (0, 0, k, k), mode="replicate"), w.view(1, 1, -1, 1)
-        )
-        return y.reshape(b, c, t, h, wd)
-
-    return f
-
-
 def model_label(model) -> str:
     """A short name: ``diffusion``, ``st_masked``, ``st_future`` or the class name."""
     if callable(getattr(model, "reconstruct", None)):
@@ -151,29 +138,6 @@ def checkpoint_models(
 
 
 # ----------------------------------------------------------------------------- data
-def echo_data(a) -> dict:
-    kw = {"n_frames": a.frames, "size": a.size}
-    train = [make_echo(10_000 + i, **kw).video for i in range(a.n_train)]
-    normal = [make_echo(20_000 + i, **kw).video for i in range(a.n_normal)]
-    anom = [
-        make_echo(30_000 + i, anomaly=ANOMALIES[i % len(ANOMALIES)], **kw)
-        for i in range(a.n_anomalous)
-    ]
-    healthy = [make_echo(30_000 + i, **kw).video for i in range(a.n_anomalous)]
-    return {
-        "name": "synthetic_echo",
-        "train": torch.stack(train),
-        "normal": torch.stack(normal),
-        "anomalous": torch.stack([e.video for e in anom]),
-        "masks": torch.stack([e.pixel_mask for e in anom]),
-        "healthy": torch.stack(healthy),
-        "frame_labels": [e.frame_label.numpy() for e in anom],
-        "ids": [f"{e.anomaly}_{i}" for i, e in enumerate(anom)],
-        "normal_ids": [f"normal_{i}" for i in range(a.n_normal)],
-        "region": sector_mask(a.size),
-    }
-
-
 def lus_data(a) -> dict | None:
     """Lung ultrasound split by patient as ``configs/data/lus.yaml`` (val pat2, test pat3),
     decoded by ``LUSDataModule``'s own loader; centre ``--frames`` of every normal clip."""
@@ -230,57 +194,6 @@ def lus_data(a) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def oracle_restorations(d: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The upper bound: normal clips untouched, anomalous pixels replaced by the truth."""
-    m = d["masks"]
-    return d["normal"].clone(), d["anomalous"] * (1 - m) + d["healthy"] * m
-
-
-def evaluate(
-    name: str,
-    restored: tuple[torch.Tensor, torch.Tensor],
-    d: dict,
-    features,
-    score_blur: float = 1.0,
-) -> tuple[dict, dict]:
-    """One table row (and the per-clip tables) from the restorations of the normal and of the
-    anomalous clips of data set ``d``. Frame anomaly score: mean ``|input - restoration|`` of
-    both blurred with sigma ``score_blur`` (speckle is not an anomaly; 0 = raw pixels)."""
-    rest_n, rest_a = restored
-    sm = blur(score_blur) if score_blur > 0 else (lambda v: v)
-    r = N.rqi(d["normal"], rest_n, features=features, ids=d["normal_ids"])
-    kw = {"ids": d["ids"], "healthy": d["normal"]}
-    h = N.ahi(rest_a, d["anomalous"], d["train"], features=features or N.pixel_features, **kw)
-    hp = (
-        h
-        if features is None
-        else N.ahi(rest_a, d["anomalous"], d["train"], features=N.pixel_features, **kw)
-    )
-    c = N.caci(
-        d["anomalous"], rest_a, d["masks"], reference=d["healthy"], region=d["region"], ids=d["ids"]
-    )
-    s_n = N.frame_difference_scores(sm(d["normal"]), sm(rest_n), d["region"]).numpy()
-    s_a = N.frame_difference_scores(sm(d["anomalous"]), sm(rest_a), d["region"]).numpy()
-    labels = [np.zeros(len(s), int) for s in s_n] + list(d["frame_labels"])
-    fm = frame_metrics([*s_n, *s_a], labels)
-    row = {
-        "data": d["name"], "model": name, "rqi": r["rqi"], "ssim": r["ssim"], "mae": r["mae"],
-        "perceptual": r["perceptual"], "fd_restored": h["frame_d_restored"],
-        "fd_unrestored": h["frame_d_unrestored"], "fd_healthy": h["frame_d_healthy"], "ahi_ratio": h["frame_ratio"],
-        "ahi": h["ahi"], "ahi_gap": h["ahi_gap"], "ahi_clip": h["clip_ahi"], "ahi_pixel": hp["ahi"],
-        "ahi_gap_pixel": hp["ahi_gap"], "conservation": c["conservation"],
-        "correction": c["correction"], "caci": c["caci"], "fidelity": c["fidelity"],
-        "caci_fidelity": c["caci_fidelity"], "frame_auroc_micro": fm["frame_auroc_micro"],
-        "frame_auroc_macro": fm["frame_auroc_macro"], "frame_ap": fm["frame_ap"],
-    }  # fmt: skip
-    return row, {
-        "rqi": r["table"],
-        "ahi": h["table"],
-        "caci": c["table"],
-        "restored_anomalous": rest_a,
-    }
-
-
 def figure(path: Path, d: dict, details: dict[str, dict], n_clips: int = 2) -> None:
     import matplotlib
 
@@ -385,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     refs: dict[str, Restore] = {"identity": lambda v: v.clone(), "blur": blur(a.blur_sigma)}
 
-    datasets = [("echo", echo_data(a))]
+    datasets = [("echo", restoration_set(a.n_train, a.n_normal, a.n_anomalous, n_frames=a.frames, size=a.size))]
     if a.lus:
         d = lus_data(a)
         if d is not None:
@@ -407,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
                     run_batched(fn, d["normal"], a.batch),
                     run_batched(fn, d["anomalous"], a.batch),
                 )
-            row, det = evaluate(name, restored, d, features, a.score_blur)
+            row, det = evaluate_restorations(name, restored, d, features, a.score_blur)
             row["seconds"] = round(time.time() - ts, 1)
             rows.append(row)
             details[name] = det

@@ -170,6 +170,10 @@ class ClipDataset(Dataset):
                 self._cache[i] = v
         return v
 
+    def video(self, i: int) -> LoadedVideo:
+        """The whole ``i``-th video as the loader decodes it (frames ``(C, T, H, W)`` uint8)."""
+        return self._load(i)
+
     def n_frames(self, i: int) -> int:
         if i not in self._lengths:
             self._load(i)

@@ -779,3 +779,31 @@ def estimate_ef(video: torch.Tensor) -> float:
         vol = p.unfold(0, 3, 1).median(dim=1).values
     vmax = float(vol.max())
     return float("nan") if vmax <= 0 else 100.0 * (vmax - float(vol.min())) / vmax
+
+
+def restoration_set(n_train: int, n_normal: int, n_anomalous: int, n_frames: int = 32, size: int = 64) -> dict:
+    """The synthetic-echo set of the normative evaluation (RQI / AHI / CACI): ``train``
+    normal clips, held-out ``normal`` clips, ``anomalous`` clips (every kind of
+    :data:`ANOMALIES` in turn) with their pixel ``masks``, frame labels and the ``healthy``
+    clip each anomalous one was made from (same seed, no anomaly). Seeds are disjoint from
+    the data module's (10 000+, 20 000+, 30 000+)."""
+    kw = {"n_frames": n_frames, "size": size}
+    train = [make_echo(10_000 + i, **kw).video for i in range(n_train)]
+    normal = [make_echo(20_000 + i, **kw).video for i in range(n_normal)]
+    anom = [
+        make_echo(30_000 + i, anomaly=ANOMALIES[i % len(ANOMALIES)], **kw)
+        for i in range(n_anomalous)
+    ]
+    healthy = [make_echo(30_000 + i, **kw).video for i in range(n_anomalous)]
+    return {
+        "name": "synthetic_echo",
+        "train": torch.stack(train),
+        "normal": torch.stack(normal),
+        "anomalous": torch.stack([e.video for e in anom]),
+        "masks": torch.stack([e.pixel_mask for e in anom]),
+        "healthy": torch.stack(healthy),
+        "frame_labels": [e.frame_label.numpy() for e in anom],
+        "ids": [f"{e.anomaly}_{i}" for i, e in enumerate(anom)],
+        "normal_ids": [f"normal_{i}" for i in range(n_normal)],
+        "region": sector_mask(size),
+    }

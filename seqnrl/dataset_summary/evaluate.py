@@ -29,6 +29,7 @@ import torch
 from scipy.optimize import minimize
 
 from seqnrl.dataset_summary.select import select_subset
+from seqnrl.metrics.ranks import rank_auroc
 
 __all__ = [
     "ARMS",
@@ -42,23 +43,6 @@ __all__ = [
 ]
 
 ARMS = ("summary", "kcenter", "random", "all")
-
-
-def rank_auroc(scores, labels) -> float:
-    """Mann-Whitney AUROC (ties averaged), the computation of
-    :func:`seqnrl.metrics.anomaly.rank_auroc` without importing torchmetrics (seconds of
-    import time per process)."""
-    from scipy.stats import rankdata
-
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).ravel()
-    ok = np.isfinite(s) & (y >= 0)
-    s, y = s[ok], y[ok]
-    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 
+from seqnrl.metrics.ranks import rank_auroc  # noqa: F401 - re-exported (its home is ranks)
+
 
 def to_unit_interval(scores: np.ndarray) -> torch.Tensor:
     """Monotone rank transform of scores into [0, 1] (ties share a value)."""
@@ -64,19 +66,6 @@ def eer(scores, labels) -> float:
     d0, d1 = diff[i - 1], diff[i]
     w = d0 / (d0 - d1) if d0 != d1 else 0.0
     return float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
-
-
-def rank_auroc(scores, labels) -> float:
-    """Mann-Whitney U based AUROC, independent of torchmetrics (used as a cross-check)."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).ravel()
-    ok = np.isfinite(s) & (y >= 0)
-    s, y = s[ok], y[ok]
-    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def minmax_per_video(scores: np.ndarray) -> np.ndarray:

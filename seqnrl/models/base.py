@@ -105,6 +105,10 @@ def sample_generators(batch: B.Batch, *salt: Any) -> list[torch.Generator] | Non
 
 
 class NormativeModule(pl.LightningModule):
+    #: hyper-parameters that only change how outputs become a score: the ones post-fit
+    #: selection (:mod:`seqnrl.scoring.selection`) may choose after training
+    score_settings: tuple[str, ...] = ()
+
     """Shared behaviour of normative models.
 
     Args:
@@ -138,6 +142,7 @@ class NormativeModule(pl.LightningModule):
         self._profile_stats: list[np.ndarray] = []
         self.last_results: dict[str, VideoScores] = {}
         self.last_metrics: dict[str, float] = {}
+        self.post_fit: dict[str, Any] | None = None  # record of post-fit score selection
 
     # -- to implement ---------------------------------------------------------------------
     def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:
@@ -320,10 +325,12 @@ class NormativeModule(pl.LightningModule):
             "format_version": FORMAT_VERSION,
             "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "input_spec": self.input_spec.to_dict() if self.input_spec is not None else None,
+            "post_fit": self.post_fit,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         info = checkpoint.get(CKPT_KEY) or {}
+        self.post_fit = info.get("post_fit")
         if info.get("input_spec") is not None:
             self.input_spec = InputSpec.from_dict(info["input_spec"], where="checkpoint")
         elif info.get("data_spec"):

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.make_bad_inputs import VFR_TIMES_MS, Kind, load_corpus, make_corpus, markdown_table
 from seqnrl import errors
 from seqnrl.data.keypoints import check_keypoints
 from seqnrl.data.manifest import read_manifest
+from seqnrl.intake.bad_inputs import VFR_TIMES_MS, Kind, load_corpus, make_corpus, markdown_table
 from seqnrl.intake.deid import dicom_pseudonym
 from seqnrl.io import probe_video, read_video
 from seqnrl.io.bvh import read_bvh

@@ -76,6 +76,12 @@ def test_seqnrl_score_reproduces_the_benchmark_scores(tmp_path, repo_root):
 
     model = load_model(ckpt).eval()
     assert model.calibrator.fitted
+    # post-fit score selection ran inside `seqnrl fit` and its choice is the model's
+    sel = model.post_fit
+    assert sel is not None and len(sel["rows"]) == 6 and sel["n_pseudo_anomalous_frames"] > 0
+    assert {k: model.hparams[k] for k in ("std_floor", "topk")} == sel["chosen"]
+    best = max(r["val_pseudo_auroc"] for r in sel["rows"])
+    assert next(r for r in sel["rows"] if {k: r[k] for k in sel["chosen"]} == sel["chosen"])["val_pseudo_auroc"] == best
     spec = InputSpec.of(model)  # the windows the checkpoint was trained and is scored with
     dm = Ped2DataModule(root=str(root), image_size=(48, 72), n_val_clips=1, clip_len=spec.clip_len, stride=spec.stride)
     pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False).test(

@@ -6,10 +6,10 @@ import json
 
 
 def test_every_supported_format_reads_back(tmp_path):
-    from scripts.bench.supported_data import main
+    from tests.conftest import run_script
 
     out = tmp_path / "supported_data.json"
-    assert main(["--out", str(out)]) == 0
+    assert run_script("bench/supported_data.py", "--out", out).returncode == 0
     res = json.loads(out.read_text())
     formats = [r["format"] for r in res["table"]]
     assert len(formats) >= 11 and res["failed"] == []

@@ -134,8 +134,8 @@ def test_compare_subsets_end_to_end_tiny():
 
 
 def test_script_end_to_end_on_tiny_videos(tmp_path):
-    from scripts.summarise_dataset import main
     from seqnrl.io import write_video
+    from tests.conftest import run_script
 
     root = tmp_path / "data"
     for label, base in (("normal", 0.2), ("sick", 0.8)):
@@ -149,7 +149,8 @@ def test_script_end_to_end_on_tiny_videos(tmp_path):
     assert len(items) == 9 and not problems and {it.label for it in items} == {"normal", "sick"}
 
     out = tmp_path / "out"
-    rc = main([str(root), "--budget", "2", "--per-class", "--out", str(out), "--no-progress", "--k", "3"])
+    rc = run_script("summarise_dataset.py", root, "--budget", "2", "--per-class", "--out", out, "--no-progress",
+                    "--k", "3").returncode
     assert rc == 1  # the broken file was reported and skipped
     sel = json.loads((out / "selection.json").read_text())
     assert sel["fallback_features"] and sel["n_items"] == 8
@@ -165,7 +166,8 @@ def test_script_end_to_end_on_tiny_videos(tmp_path):
         "file,label,patient\nnormal/normal0.mp4,normal,p0\nnormal/normal1.mp4,normal,p0\n"
         "sick/sick0.mp4,sick,p1\nsick/missing.mp4,sick,p2\n"
     )
-    rc = main([str(root), "--budget", "2", "--out", str(tmp_path / "out2"), "--no-progress", "--method", "kcenter"])
+    rc = run_script("summarise_dataset.py", root, "--budget", "2", "--out", tmp_path / "out2", "--no-progress",
+                    "--method", "kcenter").returncode
     sel = json.loads((tmp_path / "out2" / "selection.json").read_text())
     assert rc == 1 and sel["n_items"] == 3 and len(sel["picks"]) == 2
     assert any("missing.mp4" in f["path"] for f in sel["failed"])

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-from argparse import Namespace
 
 import pytest
 import torch
 
-from scripts.bench import normative_eval as E
-from seqnrl.callbacks.normative_eval import clip_length, feature_fn, over_windows, restoration_fn
+from seqnrl.callbacks.normative_eval import (
+    clip_length,
+    evaluate_restorations,
+    feature_fn,
+    over_windows,
+    restoration_fn,
+    run_batched,
+)
+from seqnrl.data.synthetic_echo import restoration_set
 from seqnrl.models.st_transformer.module import STTransformerModel
 from seqnrl.models.video_diffusion.module import VideoDiffusionModel
+from tests.conftest import run_script
 
 torch.set_num_threads(1)
 
@@ -128,11 +135,10 @@ def test_features_and_non_restoring_models(diffusion, st_masked):
 
 # ----------------------------------------------------------------------------- benchmark
 def test_evaluate_rows_and_per_clip_tables(st_masked):
-    a = Namespace(frames=T, size=SIZE, n_train=3, n_normal=2, n_anomalous=3)
-    d = E.echo_data(a)
+    d = restoration_set(3, 2, 3, n_frames=T, size=SIZE)
     fn = restoration_fn(st_masked)
-    restored = (E.run_batched(fn, d["normal"], 2), E.run_batched(fn, d["anomalous"], 2))
-    row, det = E.evaluate("st_masked", restored, d, feature_fn(st_masked))
+    restored = (run_batched(fn, d["normal"], 2), run_batched(fn, d["anomalous"], 2))
+    row, det = evaluate_restorations("st_masked", restored, d, feature_fn(st_masked))
     for k in ("rqi", "ssim", "mae", "perceptual", "ahi", "ahi_pixel", "fd_restored", "fd_unrestored",
               "conservation", "correction", "caci", "fidelity", "frame_auroc_micro", "frame_ap"):  # fmt: skip
         assert math.isfinite(row[k]), k
@@ -141,7 +147,7 @@ def test_evaluate_rows_and_per_clip_tables(st_masked):
     assert [r["clip"] for r in det["rqi"]] == d["normal_ids"]
     assert [r["clip"] for r in det["caci"]] == [r["clip"] for r in det["ahi"]] == d["ids"]
     # the identity through the same code: perfect RQI, nothing corrected
-    row_id, _ = E.evaluate("identity", (d["normal"].clone(), d["anomalous"].clone()), d, None)
+    row_id, _ = evaluate_restorations("identity", (d["normal"].clone(), d["anomalous"].clone()), d, None)
     assert (
         row_id["rqi"] == pytest.approx(1.0)
         and row_id["correction"] == 0.0
@@ -159,10 +165,11 @@ def _save_ckpt(model, path):
 def test_script_end_to_end_on_checkpoints(tmp_path, diffusion, st_masked):
     d_ck = _save_ckpt(diffusion, tmp_path / "diff.ckpt")
     s_ck = _save_ckpt(st_masked, tmp_path / "st.ckpt")
-    res = E.main(["--echo-ckpt", d_ck, "--echo-ckpt", s_ck, "--size", str(SIZE), "--frames", str(T),
-                  "--n-train", "3", "--n-normal", "2", "--n-anomalous", "3", "--noise-levels", "0.2", "0.5",
-                  "--out", str(tmp_path), "--name", "ne", "--no-figure"])  # fmt: skip
+    run_script("bench/normative_eval.py", "--echo-ckpt", d_ck, "--echo-ckpt", s_ck, "--size", SIZE, "--frames", T,
+               "--n-train", "3", "--n-normal", "2", "--n-anomalous", "3", "--noise-levels", "0.2", "0.5",
+               "--out", tmp_path, "--name", "ne", "--no-figure")  # fmt: skip
     saved = json.loads((tmp_path / "ne.json").read_text())
+    res = saved
     assert saved["command"].startswith("python scripts/bench/normative_eval.py --echo-ckpt")
     models = [r["model"] for r in saved["table"]]
     assert models == ["identity", "blur", "oracle", "diffusion@0.20", "diffusion@0.50", "st_masked"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -230,10 +231,11 @@ def test_rqi_length_mismatch_raises():
 
 
 def test_script_runs_tiny(tmp_path):
-    from scripts.bench.normative_eval import main
+    from tests.conftest import run_script
 
-    res = main(["--size", "16", "--frames", "6", "--n-train", "3", "--n-normal", "2", "--n-anomalous", "3",
-                "--out", str(tmp_path)])  # fmt: skip
+    run_script("bench/normative_eval.py", "--size", "16", "--frames", "6", "--n-train", "3", "--n-normal", "2",
+               "--n-anomalous", "3", "--out", tmp_path)  # fmt: skip
+    res = json.loads((tmp_path / "normative_eval.json").read_text())
     rows = {r["model"]: r for r in res["table"]}
     assert set(rows) == {"identity", "blur", "oracle"}
     assert (

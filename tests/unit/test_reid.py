@@ -93,8 +93,8 @@ def test_audit_script_end_to_end(tmp_path):
     """Tiny videos: two copied training videos are flagged, new ones kept."""
     import json
 
-    from scripts.audit_generated import main
     from seqnrl.io import write_video
+    from tests.conftest import run_script
 
     gen = torch.Generator().manual_seed(0)
 
@@ -116,9 +116,9 @@ def test_audit_script_end_to_end(tmp_path):
     for i in range(3):
         write_video(folders["generated"] / f"new{i}.mp4", video(), fps=10, lossless=True)
     out = tmp_path / "audit"
-    rc = main(["--generated", str(folders["generated"]), "--train", str(folders["train"]), "--heldout",
-               str(folders["heldout"]), "--out", str(out), "--reid-steps", "150", "--clips-per-video", "2",
-               "--fps", "10", "--target-fpr", "0.2", "--no-progress"])
+    rc = run_script("audit_generated.py", "--generated", folders["generated"], "--train", folders["train"],
+                    "--heldout", folders["heldout"], "--out", out, "--reid-steps", "150", "--clips-per-video", "2",
+                    "--fps", "10", "--target-fpr", "0.2", "--no-progress").returncode
     assert rc == 0
     res = json.loads((out / "audit.json").read_text())
     assert res["fallback_features"] and res["n"] == {"train": 8, "generated": 5, "heldout": 5}

@@ -33,7 +33,14 @@ class FrameAutoEncoderModel(NormativeModule):
         video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        super().__init__(
+            lr=lr,
+            weight_decay=weight_decay,
+            smooth_sigma=smooth_sigma,
+            target_fpr=target_fpr,
+            video_top_fraction=video_top_fraction,
+            **kwargs,
+        )
         self.save_hyperparameters(ignore=["input_spec"])
         self.net = FrameAutoEncoder(in_channels, width, depth, latent)
 

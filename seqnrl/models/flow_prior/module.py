@@ -40,6 +40,8 @@ class FlowPriorModel(NormativeModule):
         topk: the frame score is the mean of this many largest cell excesses (1 = maximum).
     """
 
+    score_settings = ("std_floor", "topk")
+
     def __init__(
         self,
         in_channels: int = 1,

@@ -173,7 +173,14 @@ class MotionTransformerModel(NormativeModule):
         asymmetry_margin: float = 2.0,
         **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        super().__init__(
+            lr=lr,
+            weight_decay=weight_decay,
+            smooth_sigma=smooth_sigma,
+            target_fpr=target_fpr,
+            video_top_fraction=video_top_fraction,
+            **kwargs,
+        )
         self.save_hyperparameters(ignore=["input_spec"])
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")

@@ -91,9 +91,16 @@ class PoseTemplateModel(pl.LightningModule):
             raise ConfigError(f"pairs_per_clip must be >= 1, got {pairs_per_clip}")
         self.template: ShapeTemplate = load_template(template)
         self.net = ShapeTemplateNet(
-            self.template, in_channels, regressor_width, regressor_depth, regressor_hidden,
-            global_affine, translator_width, translator_depth, source_heatmaps,
-        )  # fmt: skip
+            template=self.template,
+            in_channels=in_channels,
+            regressor_width=regressor_width,
+            regressor_depth=regressor_depth,
+            regressor_hidden=regressor_hidden,
+            global_affine=global_affine,
+            translator_width=translator_width,
+            translator_depth=translator_depth,
+            source_heatmaps=source_heatmaps,
+        )
         self._probe: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._warned_probe = False
 

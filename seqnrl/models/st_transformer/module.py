@@ -147,7 +147,14 @@ class STTransformerModel(NormativeModule):
         video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        super().__init__(
+            lr=lr,
+            weight_decay=weight_decay,
+            smooth_sigma=smooth_sigma,
+            target_fpr=target_fpr,
+            video_top_fraction=video_top_fraction,
+            **kwargs,
+        )
         if not isinstance(image_size, int):  # a plain [H, W] list in hparams (YAML-safe)
             image_size = [int(v) for v in image_size]
         self.save_hyperparameters(ignore=["input_spec"])
@@ -158,10 +165,27 @@ class STTransformerModel(NormativeModule):
         if error_pool < 1 or patch_size % error_pool:
             raise ValueError(f"error_pool must divide patch_size {patch_size}, got {error_pool}")
         self.net = STTransformerNet(
-            in_channels, image_size, clip_len, backbone, objective, patch_size, tubelet_size,
-            dim, depth, heads, mlp_ratio, dropout, pos_encoding, decoder_dim, decoder_depth,
-            cnn_width, cnn_depth, mask_ratio, eval_masks, future_residual,
-        )  # fmt: skip
+            in_channels=in_channels,
+            image_size=image_size,
+            max_frames=clip_len,
+            backbone=backbone,
+            objective=objective,
+            patch_size=patch_size,
+            tubelet_size=tubelet_size,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            pos_encoding=pos_encoding,
+            decoder_dim=decoder_dim,
+            decoder_depth=decoder_depth,
+            cnn_width=cnn_width,
+            cnn_depth=cnn_depth,
+            mask_ratio=mask_ratio,
+            eval_masks=eval_masks,
+            residual=future_residual,
+        )
         # heads without a loss take no gradient (DDP would stop on parameters unused in the loss)
         if ef_weight == 0:
             self.net.ef_head.requires_grad_(False)

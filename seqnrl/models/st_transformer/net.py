@@ -249,14 +249,35 @@ class STTransformerNet(nn.Module):
         self.mask_ratio, self.dim = mask_ratio, dim
         if backbone == "factorised":
             self.backbone: FactorisedBackbone | FrameCNNBackbone = FactorisedBackbone(
-                in_channels, image_size, max_frames, patch_size, tubelet_size, dim, depth, heads,
-                mlp_ratio, dropout, pos_encoding, decoder_dim, decoder_depth,
-            )  # fmt: skip
+                in_channels=in_channels,
+                image_size=image_size,
+                max_frames=max_frames,
+                patch_size=patch_size,
+                tubelet_size=tubelet_size,
+                dim=dim,
+                depth=depth,
+                heads=heads,
+                mlp_ratio=mlp_ratio,
+                dropout=dropout,
+                pos_encoding=pos_encoding,
+                decoder_dim=decoder_dim,
+                decoder_depth=decoder_depth,
+            )
         elif backbone == "frame_cnn":
             self.backbone = FrameCNNBackbone(
-                in_channels, image_size, max_frames, patch_size, dim, depth, heads, mlp_ratio,
-                dropout, pos_encoding, cnn_width, cnn_depth,
-            )  # fmt: skip
+                in_channels=in_channels,
+                image_size=image_size,
+                max_frames=max_frames,
+                patch_size=patch_size,
+                dim=dim,
+                depth=depth,
+                heads=heads,
+                mlp_ratio=mlp_ratio,
+                dropout=dropout,
+                pos_encoding=pos_encoding,
+                cnn_width=cnn_width,
+                cnn_depth=cnn_depth,
+            )
         else:
             raise ValueError(f"unknown backbone {backbone!r}")
         self.tubelet_size = self.backbone.tubelet_size

@@ -184,7 +184,14 @@ class VideoDiffusionModel(NormativeModule):
         feature_fit_batches: int = 64,
         **kwargs: Any,
     ):
-        super().__init__(lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction, **kwargs)
+        super().__init__(
+            lr=lr,
+            weight_decay=weight_decay,
+            smooth_sigma=smooth_sigma,
+            target_fpr=target_fpr,
+            video_top_fraction=video_top_fraction,
+            **kwargs,
+        )
         self.save_hyperparameters(ignore=["input_spec"])
         if feature_cond_dim < 0:
             raise ConfigError(f"feature_cond_dim must be >= 0, got {feature_cond_dim}")
