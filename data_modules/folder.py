@@ -9,8 +9,9 @@ from pathlib import Path
 
 from data_modules.base import VideoDataModule
 from seqnrl.data.clips import VideoRecord
-from seqnrl.data.manifest import list_media, read_manifest
+from seqnrl.data.manifest import read_manifest
 from seqnrl.errors import ManifestError
+from seqnrl.io.discovery import list_media
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import torch
 
 from data_modules.base import VideoDataModule
 from seqnrl.data.clips import VideoRecord
-from seqnrl.data.manifest import IMAGE_SUFFIXES
 from seqnrl.errors import ManifestError
+from seqnrl.io.frames import IMAGE_SUFFIXES
 
 
 def read_ped2_labels(path: Path) -> dict[str, torch.Tensor]:

@@ -57,8 +57,8 @@ from seqnrl.errors import CheckpointError, ConfigError, SeqNRLError, VideoReadEr
 from seqnrl.intake.deid import dicom_pseudonym, is_dicom_input
 from seqnrl.intake.sector import SectorMask, apply_mask, resize_mask, resolve_mode, sector_mask_for
 from seqnrl.io.atomic import atomic_path, write_json
-from seqnrl.io.dicom import is_dicom
-from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
+from seqnrl.io.discovery import MEDIA_SUFFIXES, is_frame_folder, list_media  # noqa: F401 - MEDIA_SUFFIXES re-exported
+from seqnrl.io.frames import list_frame_files
 from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
@@ -67,22 +67,6 @@ from seqnrl.scoring.windows import FrameScores, WindowScorer
 
 log = logging.getLogger(__name__)
 
-MEDIA_SUFFIXES = frozenset(
-    {
-        ".mp4",
-        ".avi",
-        ".mov",
-        ".mpeg",
-        ".mpg",
-        ".mkv",
-        ".gif",
-        ".webm",
-        ".m4v",
-        ".wmv",
-        ".dcm",
-        ".dicom",
-    }
-)
 SUMMARY_FILE = "scores_summary.json"
 NORMALISATION_NOTE = (
     "scores are calibrated with the checkpoint's global normal-validation statistics; "
@@ -212,36 +196,6 @@ def safe_name(name: str) -> str:
 
 def _path_hash(p: Path) -> str:
     return hashlib.sha1(os.fsencode(p.resolve())).hexdigest()[:6]
-
-
-def _is_media_file(p: Path) -> bool:
-    return p.suffix.lower() in MEDIA_SUFFIXES or (not p.suffix and is_dicom(p))
-
-
-def is_frame_folder(p: Path) -> bool:
-    """A folder of images and no media files is one recording (a frame folder)."""
-    try:
-        entries = [e for e in p.iterdir() if not e.name.startswith(".")]
-    except OSError:
-        return False
-    has_media = any(e.is_file() and _is_media_file(e) for e in entries)
-    return not has_media and bool(list_frame_files(p))
-
-
-def list_media(folder: Path) -> tuple[list[Path], int]:
-    """Media files and frame folders directly in ``folder`` (sorted) and how many other
-    entries (hidden, README.txt, ...) were ignored."""
-    items, ignored = [], 0
-    for p in sorted(folder.iterdir(), key=lambda e: os.fsencode(e.name)):
-        if p.name.startswith("."):
-            ignored += 1
-        elif p.is_file() and _is_media_file(p):
-            items.append(p)
-        elif p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir()):
-            items.append(p)
-        else:
-            ignored += 1
-    return items, ignored
 
 
 def expand_inputs(

@@ -70,7 +70,7 @@ from seqnrl import batch as B
 from seqnrl.data.input_spec import InputSpec
 from seqnrl.errors import CheckpointError, SeqNRLError
 from seqnrl.io.atomic import atomic_path, write_json, write_text
-from seqnrl.io.frames import IMAGE_SUFFIXES, list_frame_files
+from seqnrl.io.discovery import walk_media
 from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
@@ -95,8 +95,6 @@ if TYPE_CHECKING:  # Lightning is imported only when a checkpoint is used
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mpeg", ".mpg", ".mkv", ".m4v", ".webm", ".wmv"})
-DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 PARTIAL = ".partial"
 DONE_MARKER = "summary.json"
 
@@ -943,42 +941,15 @@ class BatchReport:
         return not self.failed
 
 
-def _is_frame_folder(p: Path) -> bool:
-    try:
-        return any(True for _ in list_frame_files(p))
-    except SeqNRLError:
-        return False
-
-
 def find_recordings(inputs: Sequence[str | os.PathLike], exclude: Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files and folders into recordings; returns ``(recordings, missing)``.
 
     A file given explicitly is always a recording (a bad one fails later with its reason).
-    A folder holding images and no videos is one frame-folder recording; any other folder
-    is searched (recursively, sorted) for videos, DICOM files and frame folders.
+    A folder is searched recursively by the one discovery rule
+    (:func:`seqnrl.io.discovery.walk_media`: media files, suffix-less DICOM, frame folders).
     """
     out: list[Path] = []
     missing: list[tuple[str, str]] = []
-    excl = exclude.resolve() if exclude is not None else None
-
-    def walk(d: Path) -> None:
-        if excl is not None and (d.resolve() == excl or excl in d.resolve().parents):
-            return
-        try:
-            entries = sorted(d.iterdir(), key=lambda p: p.name)
-        except OSError as e:
-            missing.append((str(d), f"cannot list folder: {e}"))
-            return
-        vids = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES | DICOM_SUFFIXES and not p.name.startswith(".")]
-        imgs = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        if imgs and not vids:
-            out.append(d)
-            return
-        out.extend(vids)
-        for p in entries:
-            if p.is_dir() and not p.name.startswith("."):
-                walk(p)
-
     for inp in inputs:
         p = Path(inp)
         if not p.exists():
@@ -986,7 +957,10 @@ def find_recordings(inputs: Sequence[str | os.PathLike], exclude: Path | None = 
         elif p.is_file():
             out.append(p)
         else:
-            walk(p)
+            try:
+                out.extend(walk_media(p, exclude))
+            except OSError as e:
+                missing.append((str(p), f"cannot list folder: {e}"))
     seen, uniq = set(), []
     for p in out:
         r = p.resolve()

@@ -13,8 +13,6 @@ from seqnrl.errors import ManifestError
 
 log = logging.getLogger(__name__)
 
-MEDIA_SUFFIXES = {".mp4", ".avi", ".mov", ".mpeg", ".mpg", ".mkv", ".gif", ".webm", ".m4v", ".dcm", ".dicom"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -85,18 +83,3 @@ def read_manifest(
     return good
 
 
-def list_media(folder: str | os.PathLike) -> tuple[list[Path], int]:
-    """Media files and frame folders directly in ``folder`` (sorted), and how many entries
-    were ignored (hidden files, non-media files such as README.txt)."""
-    folder = Path(folder)
-    items, ignored = [], 0
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            ignored += 1
-        elif p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES:
-            items.append(p)
-        elif p.is_dir() and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir()):
-            items.append(p)
-        else:
-            ignored += 1
-    return items, ignored

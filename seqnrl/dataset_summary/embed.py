@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from seqnrl.data.input_spec import InputSpec
-from seqnrl.data.manifest import list_media, resolve_under
+from seqnrl.data.manifest import resolve_under
 from seqnrl.errors import ManifestError, SeqNRLError
+from seqnrl.io.discovery import list_media
 from seqnrl.io.video import probe_video, read_video
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,9 @@ import logging
 
 import pytest
 
-from seqnrl.data.manifest import list_media, read_manifest, resolve_under
+from seqnrl.data.manifest import read_manifest, resolve_under
 from seqnrl.errors import ManifestError
+from seqnrl.io.discovery import list_media
 
 
 def _write(p, text):
