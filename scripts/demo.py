@@ -32,8 +32,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LUS = REPO.parent / "shared" / "data" / "lus" / "videos" / "Pneu_prospective_file3.mp4"
 RECORDING_SEED = 990_001  # not a seed of the demo's data module (train/val/test use 0..~300k)
@@ -63,26 +61,22 @@ def summarise(inputs: list[Path], out: Path, ckpt: Path | None, fps: float | Non
 
 
 def score_report(scores_dir: Path) -> dict:
-    """Metrics of the held-out recordings from ``seqnrl predict``'s ``summary.json`` and the
-    false-positive rate of the calibrated threshold on its normal recordings."""
-    summary = json.loads((scores_dir / "summary.json").read_text())
+    """Metrics of the held-out recordings from ``seqnrl predict``'s ``scores_summary.json`` and
+    the false-positive rate of the checkpoint's threshold on its normal recordings."""
+    summary = json.loads((scores_dir / "scores_summary.json").read_text())
     m = summary["metrics"]
-    thr = 1.0 - summary["calibration"]["target_fpr"]
-    above, total = 0, 0
-    for v in summary["videos"]:
-        if v["label"] == 0:
-            rec = json.loads((scores_dir / v["files"]["json"]).read_text())
-            cal = np.array([f["calibrated"] for f in rec["frames"]], dtype=float)
-            above += int((cal > thr).sum())
-            total += len(cal)
+    videos = [v for v in summary["inputs"] if not v.get("from_earlier_run")]
+    normal = [v for v in videos if v["label"] == 0]
+    above = sum(v["frames_above_threshold"] or 0 for v in normal)
+    total = sum(v["n_frames"] for v in normal)
     return {
-        "n_recordings": len(summary["videos"]),
-        "n_abnormal": sum(v["label"] == 1 for v in summary["videos"]),
+        "n_recordings": len(videos),
+        "n_abnormal": sum(v["label"] == 1 for v in videos),
         "frame_auroc": m.get("frame_auroc_micro"),
         "frame_auroc_macro": m.get("frame_auroc_macro"),
         "video_auroc": m.get("video_auroc"),
         "target_fpr": summary["calibration"]["target_fpr"],
-        "threshold_calibrated": thr,
+        "threshold_calibrated": summary["calibration"]["threshold_calibrated"],
         "threshold_raw": summary["calibration"]["threshold_raw"],
         "fpr_on_normal_recordings": above / total if total else None,
     }
@@ -130,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = run / "checkpoints" / "best.ckpt"
     scores = out / "scores"
     for need, what in ((ckpt, "seqnrl fit --config configs/demo.yaml"),
-                       (scores / "summary.json", "seqnrl predict --config configs/demo.yaml --ckpt_path " + str(ckpt))):
+                       (scores / "scores_summary.json", "seqnrl predict --config configs/demo.yaml --ckpt_path " + str(ckpt))):
         if not need.is_file():
             print(f"demo: {need} is missing: run `{what}` first (make demo runs every step)", file=sys.stderr)
             return 2

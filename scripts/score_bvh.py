@@ -36,9 +36,9 @@ from data_modules.motion_styles import load_bvh_positions  # noqa: E402
 from seqnrl.data.input_spec import InputSpec  # noqa: E402
 from seqnrl.errors import SeqNRLError  # noqa: E402
 from seqnrl.io.atomic import write_json, write_text  # noqa: E402
+from seqnrl.io.run_summary import SUMMARY_FILE, merge_run_summary  # noqa: E402
 from seqnrl.models.kinematic_prior.module import KinematicPriorModel  # noqa: E402
 from seqnrl.models.loading import load_model  # noqa: E402
-from seqnrl.score import SUMMARY_FILE, merge_run_summary  # noqa: E402
 
 
 def bvh_inputs(paths: list[str]) -> list[Path]:

@@ -61,13 +61,13 @@ from seqnrl.io.discovery import MEDIA_SUFFIXES, is_frame_folder, list_media  # n
 from seqnrl.io.frames import list_frame_files
 from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
+from seqnrl.io.run_summary import SUMMARY_FILE, merge_run_summary  # noqa: F401 - re-exported
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
 from seqnrl.scoring.input_profile import frame_statistics, input_warnings
 from seqnrl.scoring.windows import FrameScores, WindowScorer
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "scores_summary.json"
 NORMALISATION_NOTE = (
     "scores are calibrated with the checkpoint's global normal-validation statistics; "
     "no per-video normalisation (it changes AUROC and needs the whole video in advance)"
@@ -788,15 +788,7 @@ def _write_summary(
         "checkpoint": Path(ckpt).name,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "preprocessing": prep.as_dict(),
-        "calibration": {
-            "fitted": bool(cal.fitted),
-            "target_fpr": _f(cal.target_fpr),
-            "threshold_raw": _f(cal.threshold) if cal.fitted else None,
-            "threshold_calibrated": cal.threshold_calibrated,
-            "normal_mean": _f(cal.mean),
-            "normal_std": _f(cal.std),
-            "n_normal_frames": int(cal.n_ref),
-        },
+        "calibration": cal.describe(),
         "normalisation": NORMALISATION_NOTE,
         "options": {
             "overlay": cfg.overlay,
@@ -813,34 +805,6 @@ def _write_summary(
         "inputs": report.scored + report.skipped + report.failed,
     }
     write_json(out / SUMMARY_FILE, merge_run_summary(out / SUMMARY_FILE, summary))
-
-
-def merge_run_summary(path: Path, new: dict) -> dict:
-    """``new`` merged with the run summary already at ``path`` (never replaced wholesale).
-
-    Inputs are keyed by their source: this run's record wins, an earlier run's record of an
-    input not given this time is kept (``"from_earlier_run": true``). ``runs`` lists every
-    run's checkpoint, time and counts, oldest first. A summary that cannot be read is moved
-    aside to ``<name>.unreadable-<time>`` (nothing written is lost) and a new one started.
-    """
-    import json
-    import time
-
-    run = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "checkpoint": new.get("checkpoint"),
-           "counts": new.get("counts")}
-    old: dict = {}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(old, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError):
-            path.rename(path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"))
-            old = {}
-    here = {rec.get("source"): rec for rec in new["inputs"]}
-    earlier = [{**rec, "from_earlier_run": True} for rec in old.get("inputs", [])
-               if isinstance(rec, dict) and rec.get("source") not in here]
-    return {**new, "inputs": new["inputs"] + earlier, "runs": [*old.get("runs", []), run]}
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from seqnrl.io.atomic import write_json, write_text
 from seqnrl.io.names import safe_name as _safe_name
+from seqnrl.io.run_summary import FRAME_SCORES_SCHEMA, SUMMARY_FILE, merge_run_summary
 from seqnrl.metrics.anomaly import frame_metrics
 from seqnrl.scoring.aggregate import VideoScores
 from seqnrl.viz import plot_score_timeline
@@ -52,6 +53,7 @@ def write_video_scores(out_dir: Path, vs: VideoScores, cal: dict[str, np.ndarray
     write_text(out_dir / f"{name}.csv", buf.getvalue())
     has_cal = np.isfinite(cal["calibrated"]).any()
     record = {
+        "schema": FRAME_SCORES_SCHEMA,
         "video_id": vs.video_id,
         "source": vs.source,
         "fps": vs.fps,
@@ -77,7 +79,8 @@ class ScoreWriter(BasePredictionWriter):
     """Aggregates window predictions to per-frame scores and writes them under ``output_dir``.
 
     Per video: ``<id>.csv`` (frame, time, raw, calibrated, z, p_value, extra signals, label),
-    ``<id>.json`` and a timeline ``<id>.png``; for the run: ``summary.json`` with video-level
+    ``<id>.json`` and a timeline ``<id>.png``; for the run: ``scores_summary.json`` (the format of
+    ``seqnrl score``, :mod:`seqnrl.io.run_summary`) with video-level
     scores and, where labels are known, frame AUROC micro/macro, AP and EER.
     """
 
@@ -112,15 +115,19 @@ class ScoreWriter(BasePredictionWriter):
             thr = cal_thr.threshold_calibrated
             write_video_scores(out, vs, cal, thr)
             base = cal["calibrated"] if cal_thr.fitted else vs.scores
+            vscore = video_score(base, pl_module.hparams.video_top_fraction)
             summary_videos.append(
                 {
+                    "name": safe_name(vid),
                     "video_id": vid,
-                    "source": vs.source,
+                    "source": vs.source or vid,
+                    "status": "scored",
                     "n_frames": vs.n_frames,
+                    "fps": vs.fps if np.isfinite(vs.fps) else None,
                     "label": vs.label,
-                    "video_score": video_score(base, pl_module.hparams.video_top_fraction),
+                    "video_score": vscore if np.isfinite(vscore) else None,
                     "frames_above_threshold": int(np.nansum(cal["above_threshold"])) if thr is not None else None,
-                    "files": {e: f"{safe_name(vid)}.{e}" for e in ("csv", "json", "png")},
+                    "files": [f"{safe_name(vid)}.{e}" for e in ("csv", "json", "png")],
                 }
             )
         metrics = frame_metrics(
@@ -130,16 +137,12 @@ class ScoreWriter(BasePredictionWriter):
             video_scores={v["video_id"]: v["video_score"] for v in summary_videos},
         )
         summary = {
-            "calibrated": bool(cal_thr.fitted),
-            "calibration": {
-                "target_fpr": float(cal_thr.target_fpr),
-                "threshold_raw": float(cal_thr.threshold) if cal_thr.fitted else None,
-                "normal_mean": float(cal_thr.mean),
-                "normal_std": float(cal_thr.std),
-            },
+            "model_class": f"{type(pl_module).__module__}.{type(pl_module).__qualname__}",
+            "calibration": cal_thr.describe(),
             "metrics": {k: (v if np.isfinite(v) else None) for k, v in metrics.items()},
-            "videos": summary_videos,
+            "counts": {"scored": len(summary_videos), "kept": 0, "failed": 0},
+            "inputs": summary_videos,
         }
-        write_json(out / "summary.json", summary)
+        write_json(out / SUMMARY_FILE, merge_run_summary(out / SUMMARY_FILE, summary))
         log.info("wrote scores of %d videos to %s", len(results), out)
         return summary

@@ -83,6 +83,19 @@ class ScoreCalibrator(nn.Module):
         self._check()
         return raw > self.threshold.to(raw)
 
+    def describe(self) -> dict:
+        """The calibration as plain numbers (``None`` where unfitted), for run summaries."""
+        fitted = self.fitted
+        return {
+            "fitted": fitted,
+            "target_fpr": float(self.target_fpr),
+            "threshold_raw": float(self.threshold) if fitted else None,
+            "threshold_calibrated": self.threshold_calibrated,
+            "normal_mean": float(self.mean) if fitted else None,
+            "normal_std": float(self.std) if fitted else None,
+            "n_normal_frames": int(self.n_ref),
+        }
+
     @property
     def threshold_calibrated(self) -> float | None:
         """The operating point on the calibrated (normal-CDF) scale, ``1 - target_fpr``;

@@ -46,14 +46,16 @@ def test_fit_then_predict_writes_scores_for_every_frame(tmp_path):
         "predict", *common, f"--ckpt_path={ckpt}",
         "--trainer.callbacks+=seqnrl.callbacks.score_writer.ScoreWriter", f"--trainer.callbacks.output_dir={out}",
     ])
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["calibrated"] is True
-    assert len(summary["videos"]) == 4
-    for v in summary["videos"]:
-        rows = (out / v["files"]["csv"]).read_text().strip().splitlines()
+    summary = json.loads((out / "scores_summary.json").read_text())  # the format of `seqnrl score`
+    assert summary["schema"] == "seqnrl.scores_summary/1" and summary["calibration"]["fitted"] is True
+    assert len(summary["inputs"]) == 4
+    for v in summary["inputs"]:
+        csv_name, json_name, png_name = v["files"]
+        rows = (out / csv_name).read_text().strip().splitlines()
         assert len(rows) == 1 + 24  # header + every frame
         assert rows[0].startswith("frame,time_s,raw,calibrated,z,p_value")
-        assert (out / v["files"]["png"]).stat().st_size > 1000
+        assert (out / png_name).stat().st_size > 1000
+        assert json.loads((out / json_name).read_text())["schema"] == "seqnrl.frame_scores/1"
     assert summary["metrics"]["frame_auroc_micro"] is not None
 
 

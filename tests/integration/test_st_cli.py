@@ -86,10 +86,10 @@ def test_fit_then_predict_scores_every_frame(tmp_path):
     ]
     cli = build_cli([*predict, *small])
     out = tmp_path / "pred"
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["calibrated"] is True
+    summary = json.loads((out / "scores_summary.json").read_text())
+    assert summary["calibration"]["fitted"] is True
     records = cli.datamodule.records()["predict"]
-    assert len(summary["videos"]) == len(records) == 2
+    assert len(summary["inputs"]) == len(records) == 2
     for rec in records:
         rows = list(csv.DictReader((out / f"{rec.video_id}.csv").open()))
         assert [int(r["frame"]) for r in rows] == list(range(rec.frames.shape[1]))
