@@ -6,6 +6,7 @@ import csv
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -73,28 +74,10 @@ class EchoNetDynamicDataModule(VideoDataModule):
         normal_ef: float = 50.0,
         abnormal_ef: float = 40.0,
         clip_len: int = 32,
-        stride: int | None = None,
-        fps: float | None = None,
-        image_size: int | tuple[int, int] | None = 64,
-        grayscale: bool = True,
-        batch_size: int = 8,
-        num_workers: int = 0,
         samples_per_video: int = 2,
-        train_on_all: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ):
-        super().__init__(
-            clip_len=clip_len,
-            stride=stride,
-            fps=fps,
-            image_size=image_size,
-            grayscale=grayscale,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            samples_per_video=samples_per_video,
-            train_on_all=train_on_all,
-            seed=seed,
-        )
+        super().__init__(clip_len=clip_len, samples_per_video=samples_per_video, **kwargs)
         self.root = Path(root)
         self.normal_ef, self.abnormal_ef = normal_ef, abnormal_ef
 

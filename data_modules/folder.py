@@ -6,6 +6,7 @@ import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from data_modules.base import VideoDataModule
 from seqnrl.data.clips import VideoRecord
@@ -83,28 +84,9 @@ class FolderVideoDataModule(VideoDataModule):
         strict: bool = True,
         val_fraction: float = 0.2,
         test_fraction: float = 0.3,
-        clip_len: int = 16,
-        stride: int | None = None,
-        fps: float | None = None,
-        image_size: int | tuple[int, int] | None = 64,
-        grayscale: bool = True,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        samples_per_video: int = 4,
-        seed: int = 0,
+        **kwargs: Any,
     ):
-        super().__init__(
-            clip_len=clip_len,
-            stride=stride,
-            fps=fps,
-            image_size=image_size,
-            grayscale=grayscale,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            samples_per_video=samples_per_video,
-            train_on_all=False,
-            seed=seed,
-        )
+        super().__init__(train_on_all=False, **kwargs)
         self.root = Path(root)
         self.manifest = manifest
         self.strict = strict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from data_modules.base import VideoDataModule
 from data_modules.folder import parse_label, split_by_patient
@@ -28,28 +29,11 @@ class LUSDataModule(VideoDataModule):
         val_patients: Sequence[str] | None = None,
         val_fraction: float = 0.2,
         test_fraction: float = 0.3,
-        clip_len: int = 16,
-        stride: int | None = None,
         fps: float | None = 10.0,
-        image_size: int | tuple[int, int] | None = 64,
-        grayscale: bool = True,
-        batch_size: int = 8,
-        num_workers: int = 0,
         samples_per_video: int = 8,
-        seed: int = 0,
+        **kwargs: Any,
     ):
-        super().__init__(
-            clip_len=clip_len,
-            stride=stride,
-            fps=fps,
-            image_size=image_size,
-            grayscale=grayscale,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            samples_per_video=samples_per_video,
-            train_on_all=False,
-            seed=seed,
-        )
+        super().__init__(fps=fps, samples_per_video=samples_per_video, train_on_all=False, **kwargs)
         self.root = Path(root)
         self.test_patients = list(test_patients) if test_patients else None
         self.val_patients = list(val_patients) if val_patients else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,24 +60,10 @@ class Ped2DataModule(VideoDataModule):
         clip_len: int = 8,
         stride: int | None = 4,
         image_size: int | tuple[int, int] | None = (64, 96),
-        grayscale: bool = True,
-        batch_size: int = 8,
-        num_workers: int = 0,
         samples_per_video: int = 16,
-        seed: int = 0,
+        **kwargs: Any,
     ):
-        super().__init__(
-            clip_len=clip_len,
-            stride=stride,
-            fps=None,
-            image_size=image_size,
-            grayscale=grayscale,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            samples_per_video=samples_per_video,
-            train_on_all=False,
-            seed=seed,
-        )
+        super().__init__(clip_len=clip_len, stride=stride, fps=None, image_size=image_size, samples_per_video=samples_per_video, train_on_all=False, **kwargs)
         self.root = Path(root)
         self.train_dir, self.test_dir, self.labels_file = train_dir, test_dir, labels_file
         self.n_val_clips = n_val_clips

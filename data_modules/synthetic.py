@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,25 +42,10 @@ class SyntheticEchoDataModule(VideoDataModule):
         anomalies: Sequence[str] | None = None,
         video_fps: float = 30.0,
         ef_range: tuple[float, float] | None = None,
-        clip_len: int = 16,
-        stride: int | None = None,
         image_size: int = 64,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        samples_per_video: int = 4,
-        seed: int = 0,
+        **kwargs: Any,
     ):
-        super().__init__(
-            clip_len=clip_len,
-            stride=stride,
-            fps=None,
-            image_size=image_size,
-            grayscale=True,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            samples_per_video=samples_per_video,
-            seed=seed,
-        )
+        super().__init__(fps=None, image_size=image_size, grayscale=True, **kwargs)
         self.n = {"train": n_train, "val": n_val, "test": n_test}
         self.n_frames = n_frames
         self.anomaly_fraction = anomaly_fraction

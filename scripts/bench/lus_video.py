@@ -20,12 +20,14 @@ Nothing is chosen on the test clips. The model's settings (view, visible share, 
 excess, no smoothing, 12 epochs of about 600 steps) were fixed from the physics of lung
 ultrasound and the prototype's loss curve before the first fold was scored. The one score
 setting with an alternative, the pooling over the lower part (plain mean vs the mean of the 6
-columns with the largest excess), is chosen on validation pseudo-anomalies: synthetic B-lines
-(bright vertical streaks from the upper third of the view to its bottom) drawn into the
-calibration group's normal frames, frame AUROC per fold in the ``validation pseudo-anomalies``
-table. The first run of this benchmark (mean pooling) found columns better on all four folds
-(1.000/1.000/0.851/1.000 vs 0.799/0.821/0.668/0.857), so ``configs/model/depth_prior.yaml``
-holds columns; every run re-checks it. The pseudo-anomalies are narrow streaks, which favour
+columns with the largest excess), is chosen by the library after each fold's training, as
+``seqnrl fit`` does: ``ScoreSelection`` in ``configs/lus.yaml`` scores synthetic B-lines
+(bright vertical streaks from the upper third of the view to its bottom,
+:func:`seqnrl.scoring.pseudo_anomalies.b_lines`) drawn into the calibration group's normal
+clips under both poolings and keeps the better; the ``validation pseudo-anomalies`` table
+reports each fold's frame AUROC and choice. (The first run of this benchmark, before the
+choice was a library step, found columns better on all four folds: 1.000/1.000/0.851/1.000
+vs 0.799/0.821/0.668/0.857.) The pseudo-anomalies are narrow streaks, which favour
 column pooling by construction; consolidation and white lung are broader.
 
 Video score: mean of the top 10 % of a clip's frame scores, after the global calibration
@@ -61,6 +63,7 @@ from scripts.bench._common import (  # noqa: E402
     save,
     table,
 )
+from seqnrl.callbacks.score_selection import ScoreSelection  # noqa: E402
 
 PATIENT_GROUPS = ("pat1", "pat2", "pat3")
 SINGLES = "single-clip normals"
@@ -123,15 +126,18 @@ FIGURE = FIGURES_DIR / "lus_learning_curve.png"
 SEQNRL = [sys.executable, "-m", "seqnrl.cli"]
 
 
-def config_settings(path: Path) -> tuple[dict, str, int]:
-    """Data init_args, model config path and epochs of a ``seqnrl fit`` config."""
+def config_settings(path: Path) -> tuple[dict, str, int, dict | None]:
+    """Data init_args, model config path, epochs and the post-fit ``ScoreSelection``
+    init_args (``None`` without one) of a ``seqnrl fit`` config."""
     import yaml
 
     cfg = yaml.safe_load(Path(path).read_text())
     model = (
         cfg["model"] if Path(cfg["model"]).is_absolute() else str(Path(path).parent / cfg["model"])
     )
-    return dict(cfg["data"]["init_args"]), model, int(cfg["trainer"]["max_epochs"])
+    sel = next((c.get("init_args", {}) for c in cfg["trainer"].get("callbacks", [])
+                if c["class_path"].endswith(".ScoreSelection")), None)  # fmt: skip
+    return dict(cfg["data"]["init_args"]), model, int(cfg["trainer"]["max_epochs"]), sel
 
 
 def snapshots(epochs):
@@ -187,49 +193,6 @@ def evaluate(model, dm) -> dict:
     }
 
 
-def synthetic_b_lines(video, seed: int, n_lines: int = 2):
-    """Pseudo-anomalies: ``n_lines`` bright vertical streaks (B-line-like comet tails, 1/40 of
-    the width, from the upper third of the sector's central band to its bottom) added to every
-    frame of a normal ``(C, T, H, W)`` uint8 clip."""
-    import torch
-
-    from seqnrl.intake.sector import detect_sector
-    from seqnrl.models.depth_prior.view import band_box
-
-    g = np.random.default_rng(seed)
-    v = video.float().clone()
-    c, t, h, w = v.shape
-    y0, y1, x0, x1 = band_box(detect_sector(v.mean(0).numpy() / 255.0).mask, h, w)
-    peak = float(torch.quantile(v.flatten()[:: max(1, v.numel() // 200000)], 0.99))
-    for _ in range(n_lines):
-        x = int(g.integers(x0, max(x0 + 1, x1 - max(2, w // 40))))
-        top = y0 + (y1 - y0) // 3
-        v[:, :, top:y1, x : x + max(2, w // 40)] += 0.6 * max(peak, 60.0)
-    return v.clamp(0, 255).to(torch.uint8)
-
-
-def pseudo_check(model, dm, seed: int) -> dict:
-    """Validation pseudo-anomaly AUROC (normal calibration frames vs the same frames with
-    synthetic B-lines) for each pooling of the depth prior."""
-    from seqnrl.scoring.windows import score_video_tensor
-
-    ds = dm.dataset("val")
-    out = {}
-    pooling = model.hparams.pooling
-    clips = [ds._load(i).frames for i, r in enumerate(ds.records) if r.label == 0]
-
-    def score(v):
-        return score_video_tensor(model, v.float() / 255.0, dm.clip_len, dm.clip_len)["score"]
-
-    for name in ("mean", "columns"):
-        model.hparams.pooling = name
-        s0 = np.concatenate([score(v) for v in clips])
-        s1 = np.concatenate([score(synthetic_b_lines(v, seed + i)) for i, v in enumerate(clips)])
-        out[name] = auroc(np.concatenate([s0, s1]), np.r_[np.zeros(len(s0)), np.ones(len(s1))])
-    model.hparams.pooling = pooling
-    return out
-
-
 def score_child(ckpt: Path, clips: list[str], out: Path, threads: int) -> tuple[dict, float]:
     """``seqnrl score`` of ``clips`` with a fold's checkpoint; per-frame raw scores read back
     from its CSVs, and its wall time."""
@@ -279,7 +242,7 @@ def main(argv=None) -> dict:
     import pytorch_lightning as pl
 
     quiet_run(args.threads)
-    data_kw, model_cfg, epochs = config_settings(Path(args.config))
+    data_kw, model_cfg, epochs, selection = config_settings(Path(args.config))
     epochs = args.epochs or epochs
     data_kw.update(root=args.root, seed=args.seed)
     data_kw.pop("val_patients", None), data_kw.pop("test_patients", None)
@@ -308,7 +271,9 @@ def main(argv=None) -> dict:
         dm.setup("fit")
         untrained = evaluate(model, dm)
         snaps = snapshots(keep)
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=[snaps],
+        # the config's post-fit score selection runs at the end of fit, as in `seqnrl fit`
+        select = [ScoreSelection(**selection)] if selection else []
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, callbacks=[snaps, *select],
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
         t0 = time.perf_counter()
@@ -336,9 +301,11 @@ def main(argv=None) -> dict:
         print(f"seqnrl score with {ckpt.name}: max |score - benchmark score| {cli_diff:.2e}, "
               f"{cli_fps:.1f} frames/s including start-up", flush=True)  # fmt: skip
         curve_pts.setdefault(0, []).append((0.0, untrained))
-        pseudo.append(
-            {"fold": test_g, "calibration group": val_g, **pseudo_check(model, dm, args.seed)}
-        )
+        if model.post_fit:  # what the library chose on this fold's calibration group
+            sel = model.post_fit
+            pseudo.append({"fold": test_g, "calibration group": val_g,
+                           **{r["pooling"]: r["val_pseudo_auroc"] for r in sel["rows"]},
+                           "chosen": sel["chosen"]["pooling"]})  # fmt: skip
         fd = frame_difference_video_scores(dm, float(model.hparams.video_top_fraction))
         info = {r.video_id: r for r in recs["test"]}
         ids = sorted(final["video_z"])

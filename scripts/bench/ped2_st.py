@@ -205,36 +205,13 @@ TOPK_CANDIDATES = (0.02, 0.05, 0.1, 0.2, 0.4)
 WEIGHT_CANDIDATES = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # (error_weight, embed_weight)
 
 
-def score_video(model, frames, clip_len: int, stride: int, batch_size: int = 16) -> dict:
-    """Per-frame ``recon_err`` and ``embed_dist`` of a whole video ``(C, T, H, W)``: windows at
-    ``stride`` (as the test loader makes them), averaged per frame."""
-    import torch
+def score_video(model, frames, clip_len: int, stride: int) -> dict:
+    """Per-frame ``recon_err`` and ``embed_dist`` of a whole video ``(C, T, H, W)`` from the
+    library's window scorer (windows at ``stride``, as the test loader makes them)."""
+    from seqnrl.scoring.windows import score_video_tensor
 
-    from seqnrl import batch as B
-    from seqnrl.data.clips import eval_window_starts, window_indices
-    from seqnrl.scoring.aggregate import FrameScoreAccumulator
-
-    n = frames.shape[1]
-    starts = eval_window_starts(n, clip_len, stride)
-    acc = FrameScoreAccumulator()
-    model.eval()
-    for s in range(0, len(starts), batch_size):
-        clips, index = [], []
-        for st in starts[s : s + batch_size]:
-            idx, valid = window_indices(st, clip_len, n)
-            clips.append(B.make_sample(frames[:, idx], video_id="v")[B.VIDEO])
-            index.append(torch.where(valid, idx, torch.full_like(idx, -1)))
-        with torch.no_grad():
-            comp = model.components(torch.stack(clips).to(model.device))
-        acc.add(
-            ["v"] * len(clips),
-            torch.stack(index),
-            comp["recon_err"],
-            n_frames=torch.full((len(clips),), n),
-            extra={"embed_dist": comp["embed_dist"]},
-        )
-    r = acc.results()["v"]
-    return {"recon_err": r.scores, "embed_dist": r.extra["embed_dist"]}
+    sig = score_video_tensor(model, frames, clip_len, stride)
+    return {"recon_err": sig["recon_err"], "embed_dist": sig["embed_dist"]}
 
 
 def select_score(model, dm, seed: int, copies_per_clip: int = 4) -> dict:

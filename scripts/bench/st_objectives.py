@@ -47,8 +47,9 @@ from seqnrl import batch as B  # noqa: E402
 from seqnrl.metrics.anomaly import frame_metrics  # noqa: E402
 from seqnrl.models.baseline.module import FrameAutoEncoderModel  # noqa: E402
 from seqnrl.models.st_transformer.module import STTransformerModel  # noqa: E402
-from seqnrl.scoring.aggregate import FrameScoreAccumulator, smooth_scores  # noqa: E402
+from seqnrl.scoring.aggregate import smooth_scores  # noqa: E402
 from seqnrl.scoring.baselines import frame_difference_scores  # noqa: E402
+from seqnrl.scoring.windows import WindowScorer  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 KEYS = ("frame_auroc_micro", "frame_auroc_macro", "frame_ap")
@@ -169,7 +170,7 @@ def score_splits(model: STTransformerModel, dm) -> dict[str, dict]:
     for split in ("val", "test"):
         dm.setup("validate" if split == "val" else "test")
         loader = dm.val_dataloader() if split == "val" else dm.test_dataloader()
-        acc = FrameScoreAccumulator()
+        scorer = WindowScorer(model, smooth_sigma=0.0)  # the library's per-frame accumulation, unsmoothed
         for batch in loader:
             v = batch[B.VIDEO]
             pixel_err, tokens = model.net.analyse(v, model.hparams.error_pool)
@@ -184,15 +185,8 @@ def score_splits(model: STTransformerModel, dm) -> dict[str, dict]:
                 "z_perr": (p_err - plain_stats[0]) / plain_stats[1],
                 "z_pemb": (p_dist - plain_stats[2]) / plain_stats[3],
             }
-            acc.add(
-                batch[B.VIDEO_ID],
-                batch[B.FRAME_INDEX],
-                sig["z_err"] + sig["z_emb"],
-                labels=batch[B.FRAME_LABEL],
-                n_frames=batch[B.N_FRAMES],
-                extra=sig,
-            )
-        res = acc.results()
+            scorer.add(batch, scored={"score": sig["z_err"] + sig["z_emb"], **sig})
+        res = scorer.videos()
         for vs in res.values():
             vs.extra["plain"] = vs.extra["z_perr"] + vs.extra["z_pemb"]
             for w in WEIGHTS:

@@ -26,20 +26,22 @@ class ScoreSelection(Callback):
     grid: ``{score setting: candidate values}`` (settings the model lists in ``score_settings``).
     copies: pseudo-anomalous copies per validation clip.
     seed: seed of the pseudo-anomalies.
+    pseudo: their kind, ``"speedup"`` (motion, e.g. Ped2) or ``"b_lines"`` (lung ultrasound).
     """
 
-    def __init__(self, grid: dict[str, list[Any]], copies: int = 4, seed: int = 0):
+    def __init__(self, grid: dict[str, list[Any]], copies: int = 4, seed: int = 0, pseudo: str = "speedup"):
         super().__init__()
         self.grid = {k: list(v) for k, v in grid.items()}
         self.copies = int(copies)
         self.seed = int(seed)
+        self.pseudo = pseudo
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.interrupted:
             return
         clips = validation_clips(trainer.datamodule)
         was_training = pl_module.training
-        record = select_score_settings(pl_module.eval(), clips, self.grid, self.copies, self.seed)
+        record = select_score_settings(pl_module.eval(), clips, self.grid, self.copies, self.seed, self.pseudo)
         pl_module.train(was_training)
         pl_module.post_fit = record
         for cb in trainer.checkpoint_callbacks:

@@ -6,6 +6,7 @@ anomaly metrics and prediction outputs. Subclasses provide :meth:`losses` and :m
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import os
@@ -133,6 +134,9 @@ class NormativeModule(pl.LightningModule):
         input_spec: InputSpec | None = None,
     ):
         super().__init__()
+        # the base settings, whatever a subclass declares itself (see save_hyperparameters)
+        self._base_settings = {"lr": lr, "weight_decay": weight_decay, "smooth_sigma": smooth_sigma,
+                               "target_fpr": target_fpr, "video_top_fraction": video_top_fraction}  # fmt: skip
         if isinstance(input_spec, dict):
             input_spec = InputSpec.from_dict(input_spec)
         self.input_spec: InputSpec | None = input_spec
@@ -143,6 +147,16 @@ class NormativeModule(pl.LightningModule):
         self.last_results: dict[str, VideoScores] = {}
         self.last_metrics: dict[str, float] = {}
         self.post_fit: dict[str, Any] | None = None  # record of post-fit score selection
+
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's, plus the base settings a subclass takes through ``**kwargs`` and so
+        does not name: every model's hparams hold all five, with the values in force."""
+        if not args and frame is None:
+            frame = inspect.currentframe().f_back
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+        for k, v in self._base_settings.items():
+            self._hparams.setdefault(k, v)
+            self._hparams_initial.setdefault(k, v)
 
     # -- to implement ---------------------------------------------------------------------
     def losses(self, batch: B.Batch) -> dict[str, torch.Tensor]:

@@ -38,3 +38,35 @@ def speedup_copies(frames, n_copies: int, rng) -> list:
         labels[start : start + span] = 1
         out.append((copy, labels))
     return out
+
+
+def b_lines(video, seed: int, n_lines: int = 2):
+    """``video`` (a normal ``(C, T, H, W)`` uint8 lung-ultrasound clip) with ``n_lines`` bright
+    vertical streaks (B-line-like comet tails, 1/40 of the width, from the upper third of the
+    sector's central band to its bottom) added to every frame: every frame is labelled 1."""
+    from seqnrl.intake.sector import detect_sector
+    from seqnrl.models.depth_prior.view import band_box
+
+    g = np.random.default_rng(seed)
+    v = video.float().clone()
+    c, t, h, w = v.shape
+    y0, y1, x0, x1 = band_box(detect_sector(v.mean(0).numpy() / 255.0).mask, h, w)
+    peak = float(torch.quantile(v.flatten()[:: max(1, v.numel() // 200000)], 0.99))
+    for _ in range(n_lines):
+        x = int(g.integers(x0, max(x0 + 1, x1 - max(2, w // 40))))
+        top = y0 + (y1 - y0) // 3
+        v[:, :, top:y1, x : x + max(2, w // 40)] += 0.6 * max(peak, 60.0)
+    return v.clamp(0, 255).to(torch.uint8)
+
+
+def b_line_copies(frames, n_copies: int, rng) -> list:
+    """``n_copies`` copies ``[(frames, labels)]`` of a normal clip with synthetic B-lines
+    (:func:`b_lines`, a seed from ``rng`` each), every frame labelled 1."""
+    return [
+        (b_lines(frames, int(rng.integers(0, 2**31 - 1))), np.ones(frames.shape[1], dtype=np.int64))
+        for _ in range(n_copies)
+    ]
+
+
+PSEUDO_ANOMALIES = {"speedup": speedup_copies, "b_lines": b_line_copies}
+

@@ -25,7 +25,7 @@ import torch
 
 from seqnrl.errors import ConfigError
 from seqnrl.metrics.anomaly import frame_metrics
-from seqnrl.scoring.pseudo_anomalies import speedup_copies
+from seqnrl.scoring.pseudo_anomalies import PSEUDO_ANOMALIES
 from seqnrl.scoring.windows import score_clip
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,20 @@ def validation_clips(datamodule: Any) -> dict[str, torch.Tensor]:
 
 
 def pseudo_anomaly_set(
-    clips: dict[str, torch.Tensor], copies: int, seed: int
+    clips: dict[str, torch.Tensor], copies: int, seed: int, kind: str = "speedup"
 ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    """The normal clips (labels 0) and ``copies`` locally sped-up copies of each (labelled)."""
+    """The normal clips (labels 0) and ``copies`` pseudo-anomalous copies of each, with their
+    frame labels: ``kind`` ``"speedup"`` (locally sped-up motion) or ``"b_lines"`` (synthetic
+    B-lines in lung ultrasound), see :mod:`seqnrl.scoring.pseudo_anomalies`."""
+    if kind not in PSEUDO_ANOMALIES:
+        raise ConfigError(f"pseudo-anomaly kind must be one of {sorted(PSEUDO_ANOMALIES)}, got {kind!r}")
+    make = PSEUDO_ANOMALIES[kind]
     rng = np.random.default_rng(seed)
     videos, labels = {}, {}
     for k, f in clips.items():
         videos[k], labels[k] = f, np.zeros(f.shape[1], dtype=np.int64)
-        for j, (c, lab) in enumerate(speedup_copies(f, copies, rng)):
-            videos[f"{k}_speedup{j}"], labels[f"{k}_speedup{j}"] = c, lab
+        for j, (c, lab) in enumerate(make(f, copies, rng)):
+            videos[f"{k}_{kind}{j}"], labels[f"{k}_{kind}{j}"] = c, lab
     return videos, labels
 
 
@@ -65,12 +70,34 @@ def apply_settings(model: Any, settings: dict[str, Any]) -> None:
         hook()
 
 
+def evaluate_settings(
+    model: Any,
+    videos: dict[str, torch.Tensor],
+    labels: dict[str, np.ndarray],
+    grid: dict[str, Sequence[Any]],
+) -> list[dict[str, Any]]:
+    """Pooled frame AUROC of ``videos`` (normal clips and pseudo-anomalies, frame ``labels``)
+    under every setting of ``grid``; the model's own setting is restored afterwards."""
+    current = {k: model.hparams[k] for k in grid}
+    rows = []
+    try:
+        for values in itertools.product(*grid.values()):
+            setting = dict(zip(grid, values))
+            apply_settings(model, setting)
+            scores = {k: score_clip(model, f).raw for k, f in videos.items()}
+            rows.append({**setting, "val_pseudo_auroc": frame_metrics(scores, labels)["frame_auroc_micro"]})
+    finally:
+        apply_settings(model, current)
+    return rows
+
+
 def select_score_settings(
     model: Any,
     clips: dict[str, torch.Tensor],
     grid: dict[str, Sequence[Any]],
     copies: int = 4,
     seed: int = 0,
+    pseudo: str = "speedup",
 ) -> dict[str, Any]:
     """Score the validation pseudo-anomalies under every setting of ``grid``, keep the best
     pooled frame AUROC (the current setting wins ties), re-fit the calibrator on the normal
@@ -78,13 +105,8 @@ def select_score_settings(
     if not grid or not clips:
         raise ConfigError("score selection needs a non-empty grid and validation clips")
     current = {k: model.hparams[k] for k in grid}
-    videos, labels = pseudo_anomaly_set(clips, copies, seed)
-    rows = []
-    for values in itertools.product(*grid.values()):
-        setting = dict(zip(grid, values))
-        apply_settings(model, setting)
-        scores = {k: score_clip(model, f).raw for k, f in videos.items()}
-        rows.append({**setting, "val_pseudo_auroc": frame_metrics(scores, labels)["frame_auroc_micro"]})
+    videos, labels = pseudo_anomaly_set(clips, copies, seed, pseudo)
+    rows = evaluate_settings(model, videos, labels, grid)
     best = max(r["val_pseudo_auroc"] for r in rows)
     winners = [r for r in rows if r["val_pseudo_auroc"] == best]
     chosen_row = next((r for r in winners if {k: r[k] for k in grid} == current), winners[0])
@@ -95,7 +117,8 @@ def select_score_settings(
     if chosen != current:
         log.info("score selection: %s replaces the configured %s (validation pseudo-anomalies)", chosen, current)
     return {
-        "method": "pooled frame AUROC on locally sped-up copies of the normal validation clips",
+        "method": f"pooled frame AUROC on {pseudo} pseudo-anomalies made from the normal validation clips",
+        "pseudo_anomalies": pseudo,
         "grid": {k: list(v) for k, v in grid.items()},
         "rows": rows,
         "configured": current,

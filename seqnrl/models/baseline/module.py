@@ -27,20 +27,9 @@ class FrameAutoEncoderModel(NormativeModule):
         depth: int = 3,
         latent: int = 32,
         lr: float = 2e-3,
-        weight_decay: float = 1e-4,
-        smooth_sigma: float = 0.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(lr=lr, **kwargs)
         self.save_hyperparameters(ignore=["input_spec"])
         self.net = FrameAutoEncoder(in_channels, width, depth, latent)
 

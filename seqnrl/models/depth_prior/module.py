@@ -51,6 +51,8 @@ class DepthPriorModel(NormativeModule):
         top_columns: columns kept by ``"columns"`` pooling.
     """
 
+    score_settings = ("pooling", "top_columns")
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -59,21 +61,9 @@ class DepthPriorModel(NormativeModule):
         width: int = 16,
         pooling: str = "mean",
         top_columns: int = 6,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        smooth_sigma: float = 0.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"depth prior pooling must be one of {POOLINGS}, got {pooling!r}")
         if not 0.0 < visible < 1.0:

@@ -51,20 +51,10 @@ class FlowPriorModel(NormativeModule):
         std_floor: float = 0.25,
         topk: int = 1,
         lr: float = 2e-3,
-        weight_decay: float = 1e-4,
         smooth_sigma: float = 2.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(lr=lr, smooth_sigma=smooth_sigma, **kwargs)
         self.save_hyperparameters(ignore=["input_spec"])
         self.net = MotionPriorNet(in_channels=1, width=width, cell=cell)
         self.flow_cache = CellFlowCache()  # not state: a pure function of the frames

@@ -81,20 +81,9 @@ class KinematicPriorModel(NormativeModule):
         mirror: bool = False,
         pace_weight: float = 0.0,
         lr: float = 2e-3,
-        weight_decay: float = 1e-4,
-        smooth_sigma: float = 0.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(lr=lr, **kwargs)
         if not 0 <= root_joint < n_joints:
             raise ConfigError(f"root_joint {root_joint} is not a joint index (n_joints={n_joints})")
         if heading_joints is not None and (

@@ -164,23 +164,12 @@ class MotionTransformerModel(NormativeModule):
         stat_clips: int = 64,
         warmup_steps: int = 50,
         lr: float = 2e-3,
-        weight_decay: float = 1e-4,
-        smooth_sigma: float = 0.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         asymmetry_weight: float = 2.0,
         asymmetry_window: float = 16.0,
         asymmetry_margin: float = 2.0,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(lr=lr, **kwargs)
         self.save_hyperparameters(ignore=["input_spec"])
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")

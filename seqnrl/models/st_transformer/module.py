@@ -140,21 +140,10 @@ class STTransformerModel(NormativeModule):
         edes_weight: float = 0.0,
         peak_distance: int = 5,
         warmup_steps: int = 50,
-        lr: float = 1e-3,
         weight_decay: float = 0.05,
-        smooth_sigma: float = 0.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(weight_decay=weight_decay, **kwargs)
         if not isinstance(image_size, int):  # a plain [H, W] list in hparams (YAML-safe)
             image_size = [int(v) for v in image_size]
         self.save_hyperparameters(ignore=["input_spec"])

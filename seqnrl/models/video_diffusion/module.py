@@ -174,9 +174,6 @@ class VideoDiffusionModel(NormativeModule):
         ae_loss_weight: float = 1.0,
         lr: float = 5e-4,
         weight_decay: float = 0.0,
-        smooth_sigma: float = 0.0,
-        target_fpr: float = 0.05,
-        video_top_fraction: float = 0.1,
         feature_cond_dim: int = 0,
         feature_source: Literal["pixel_pca", "batch"] = "pixel_pca",
         p_drop_feature: float = 0.1,
@@ -184,14 +181,7 @@ class VideoDiffusionModel(NormativeModule):
         feature_fit_batches: int = 64,
         **kwargs: Any,
     ):
-        super().__init__(
-            lr=lr,
-            weight_decay=weight_decay,
-            smooth_sigma=smooth_sigma,
-            target_fpr=target_fpr,
-            video_top_fraction=video_top_fraction,
-            **kwargs,
-        )
+        super().__init__(lr=lr, weight_decay=weight_decay, **kwargs)
         self.save_hyperparameters(ignore=["input_spec"])
         if feature_cond_dim < 0:
             raise ConfigError(f"feature_cond_dim must be >= 0, got {feature_cond_dim}")
