@@ -11,6 +11,7 @@ settings they were trained with.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import pytorch_lightning as pl
@@ -47,5 +48,10 @@ class ScoreSelection(Callback):
         for cb in trainer.checkpoint_callbacks:
             path = getattr(cb, "last_model_path", "") if isinstance(cb, ModelCheckpoint) else ""
             if path:
-                trainer.save_checkpoint(path)
+                # written beside and moved into place: a reader never sees half a checkpoint
+                tmp = f"{path}.selecting"
+                trainer.save_checkpoint(tmp)
+                if trainer.is_global_zero:
+                    os.replace(tmp, path)
+                trainer.strategy.barrier("score_selection")
                 log.info("score selection %s saved in %s", record["chosen"], path)
