@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -63,7 +64,7 @@ from seqnrl.io.names import display_path
 from seqnrl.io.names import safe_name as _safe_name
 from seqnrl.io.run_summary import SUMMARY_FILE, merge_run_summary  # noqa: F401 - re-exported
 from seqnrl.io.video import iter_frames, probe_video, stream_windows
-from seqnrl.scoring.input_profile import frame_statistics, input_warnings
+from seqnrl.scoring.input_profile import coloured_fraction, frame_statistics, input_warnings
 from seqnrl.scoring.windows import FrameScores, WindowScorer
 
 log = logging.getLogger(__name__)
@@ -371,6 +372,16 @@ def score_frames_of(
     return Scored(fps=fps, frames=scorer.finish(item.name), input_stats=np.concatenate(stats) if stats else None)
 
 
+def native_colour(path: Path, folder_fps: float, n: int = 8) -> float | None:
+    """Coloured share of the first ``n`` native RGB frames (colour-on-grey check); ``None``
+    when they cannot be read (the scoring itself reports why)."""
+    try:
+        frames = [f for _, f in itertools.islice(iter_frames(path, folder_fps=folder_fps), n)]
+    except (SeqNRLError, OSError, ValueError, av.FFmpegError):
+        return None
+    return coloured_fraction(torch.stack(frames)) if frames else None
+
+
 def _input_profile_record(profile: Any, stats: np.ndarray | None) -> dict | None:
     """The input's median brightness / contrast and their z-scores against the checkpoint's
     normal inputs (``None`` z when the checkpoint has no profile)."""
@@ -442,7 +453,7 @@ def score_recording(
     fitted = bool(cal_mod.fitted)
     if not fitted:
         notes.append("checkpoint has no fitted calibration: raw scores only, no threshold")
-    ood = input_warnings(model, scored.input_stats, raw)
+    ood = input_warnings(model, scored.input_stats, raw, colour=native_colour(item.path, cfg.folder_fps))
     notes += ood
     vs = fs.video
     vs.fps, vs.source = fps, item.source

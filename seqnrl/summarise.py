@@ -77,7 +77,7 @@ from seqnrl.io.video import iter_frames, luma, probe_video, resize_frames
 from seqnrl.io.write import write_video_stream
 from seqnrl.models.summariser.net import DSNPolicy, fit_policy
 from seqnrl.scoring.aggregate import smooth_scores
-from seqnrl.scoring.input_profile import frame_statistics, input_warnings
+from seqnrl.scoring.input_profile import coloured_fraction, frame_statistics, input_warnings
 from seqnrl.scoring.windows import WindowScorer
 from seqnrl.shots import (
     fill_budget,
@@ -475,8 +475,11 @@ class NormativeFeatures(FeatureSource):
         self._emb: _PerFrame | None = None
         self._scorer = WindowScorer(model)  # the scores every other consumer computes
         self._stats: list[np.ndarray] = []
+        self._colour: float | None = None  # coloured share of the first native frames
 
     def add(self, new: FrameBatch) -> None:
+        if self._colour is None and len(new):
+            self._colour = coloured_fraction(torch.stack(new.frames[:8]))
         conv = new.model_input(self.size, self.grayscale)
         self._frames.extend((new.start + i, conv[i]) for i in range(len(new)))
         # brightness / contrast of every model-input frame (uint8), once: out-of-distribution check
@@ -543,7 +546,7 @@ class NormativeFeatures(FeatureSource):
         else:
             cal = within_recording_ecdf(raw)
         relevance = fs.video.extra.get("relevance")
-        ood = input_warnings(self.model, np.concatenate(self._stats) if self._stats else None, raw)
+        ood = input_warnings(self.model, np.concatenate(self._stats) if self._stats else None, raw, self._colour)
         cls = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
         info = {
             "kind": "checkpoint",

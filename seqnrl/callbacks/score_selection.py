@@ -50,7 +50,7 @@ class ScoreSelection(Callback):
             if path:
                 # written beside and moved into place: a reader never sees half a checkpoint
                 tmp = f"{path}.selecting"
-                trainer.save_checkpoint(tmp)
+                trainer.save_checkpoint(tmp, weights_only=False)  # a full checkpoint, like ModelCheckpoint
                 if trainer.is_global_zero:
                     os.replace(tmp, path)
                 trainer.strategy.barrier("score_selection")

@@ -106,10 +106,6 @@ def sample_generators(batch: B.Batch, *salt: Any) -> list[torch.Generator] | Non
 
 
 class NormativeModule(pl.LightningModule):
-    #: hyper-parameters that only change how outputs become a score: the ones post-fit
-    #: selection (:mod:`seqnrl.scoring.selection`) may choose after training
-    score_settings: tuple[str, ...] = ()
-
     """Shared behaviour of normative models.
 
     Args:
@@ -123,6 +119,10 @@ class NormativeModule(pl.LightningModule):
             at fit start otherwise, and saved in the checkpoint. Subclasses accept it (and any
             other base setting) through ``**kwargs``.
     """
+
+    #: hyper-parameters that only change how outputs become a score: the ones post-fit
+    #: selection (:mod:`seqnrl.scoring.selection`) may choose after training
+    score_settings: tuple[str, ...] = ()
 
     def __init__(
         self,

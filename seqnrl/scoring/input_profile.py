@@ -14,6 +14,10 @@ returns plain-language warnings: its median brightness or contrast more than
 far more frames exceed the alarm threshold than the calibration's false-positive target
 (``max_alarm_ratio`` times, default 8, and at least half the frames), the whole recording is
 unlike the normal data; that may be a pathology, or the wrong model, and the warning says so.
+A third needs only the input spec: a grey model (one channel) fed a recording in colour
+(at least ``MAX_COLOUR_FRACTION`` of its pixels clearly coloured, e.g. a colour-Doppler box)
+never saw what that colour becomes in grey; grey B-mode with small coloured markers does not
+trigger it.
 Invariant: on inputs drawn like the normal validation data no warning fires (tested both
 ways).
 """
@@ -25,6 +29,17 @@ import torch
 from torch import nn
 
 FEATURES = ("brightness", "contrast")
+COLOUR_PIXEL = 40  # max - min over R, G, B (of 255) from which a pixel counts as coloured
+MAX_COLOUR_FRACTION = 0.02  # coloured share of pixels from which a recording is "in colour"
+
+
+def coloured_fraction(frames: torch.Tensor) -> float:
+    """Share of clearly coloured pixels of RGB frames ``(N, 3, H, W)`` uint8 (0 for grey)."""
+    if frames.ndim != 4 or frames.shape[1] != 3 or not frames.numel():
+        return 0.0
+    f = frames.to(torch.int16)
+    spread = f.amax(1) - f.amin(1)  # (N, H, W)
+    return float((spread > COLOUR_PIXEL).float().mean())
 
 
 def frame_statistics(video: torch.Tensor, n_valid: torch.Tensor | None = None) -> np.ndarray:
@@ -94,18 +109,30 @@ class InputProfile(nn.Module):
         return out
 
 
-def input_warnings(model, stats: np.ndarray | None, raw: np.ndarray) -> list[str]:
+def colour_warning(model, colour: float | None) -> list[str]:
+    """The colour-on-grey warning (see the module doc) for a model and an input's
+    :func:`coloured_fraction`; none for colour models or models without an input spec."""
+    spec = getattr(model, "input_spec", None)
+    if colour is None or spec is None or spec.channels != 1 or colour < MAX_COLOUR_FRACTION:
+        return []
+    return [f"input is in colour ({colour:.0%} of its pixels clearly coloured, e.g. colour Doppler) but the "
+            "model was trained on grey frames: the colour is converted to grey, which the model never saw; "
+            "treat its scores with caution"]
+
+
+def input_warnings(model, stats: np.ndarray | None, raw: np.ndarray, colour: float | None = None) -> list[str]:
     """:meth:`InputProfile.check` for one input scored by ``model`` (a normative model with
     ``input_profile`` and ``calibrator``): its frame statistics and the share of its finite
-    raw frame scores above the calibrated alarm threshold. One rule for ``seqnrl score`` and
-    the summariser; no warnings from a model without a profile."""
+    raw frame scores above the calibrated alarm threshold, plus :func:`colour_warning` for
+    the input's ``colour`` (coloured share of its native frames). One rule for ``seqnrl
+    score`` and the summariser; no profile warnings from a model without a profile."""
     profile = getattr(model, "input_profile", None)
     if profile is None:
-        return []
+        return colour_warning(model, colour)
     cal = model.calibrator
     frac = None
     r = np.asarray(raw, dtype=np.float64)
     r = r[np.isfinite(r)]
     if cal.fitted and r.size:
         frac = float(cal.is_anomalous(torch.from_numpy(r)).double().mean())
-    return profile.check(stats, frac, float(cal.target_fpr))
+    return profile.check(stats, frac, float(cal.target_fpr)) + colour_warning(model, colour)

@@ -232,3 +232,23 @@ def test_run_summary_is_merged_with_earlier_runs(untrained_ckpt, tmp_path, capsy
     assert list(out.glob("scores_summary.json.unreadable-*"))
     assert json.loads((out / "scores_summary.json").read_text())["runs"][0]["counts"]["scored"] == 1
     capsys.readouterr()
+
+
+def test_colour_recording_on_a_grey_model_is_flagged(untrained_ckpt, tmp_path, capsys):
+    """A colour-Doppler-like box on a grey model: warned per input and in the JSON; the same
+    recording in grey is not."""
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(1, 12, 32, 32, generator=g).expand(3, 12, 32, 32).clone()
+    colour = grey.clone()
+    colour[0, :, 8:20, 8:20], colour[2, :, 8:20, 8:20] = 1.0, 0.0  # a red box, 14 % of the frame
+    data = tmp_path / "in"
+    data.mkdir()
+    write_video(data / "grey.mp4", grey, fps=10, lossless=True)
+    write_video(data / "doppler.mp4", colour, fps=10, lossless=True)
+    out = tmp_path / "out"
+    assert main(["score", str(data), "--ckpt", str(untrained_ckpt), "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    rec = {n: json.loads((out / f"{n}.json").read_text()) for n in ("grey", "doppler")}
+    assert any("in colour" in w for w in rec["doppler"]["warnings"]) and rec["doppler"]["out_of_distribution"]
+    assert not any("colour" in w for w in rec["grey"]["warnings"])
+    assert "doppler.mp4" in err and "in colour" in err

@@ -63,16 +63,6 @@ def inputs(tmp_path_factory) -> Path:
     return d
 
 
-def script_main():
-    """``main`` of scripts/summarise_recordings.py, imported from its file."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("summarise_recordings_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
 def run_script(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
@@ -120,8 +110,7 @@ def test_script_outputs_errors_resume_and_overwrite(inputs, tmp_path):
 
     # second run: finished recordings are kept, not redone; the bad one still fails
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/*") if p.is_file()}
-    main = script_main()
-    rc = main([str(inputs), "--out", str(out), "--no-progress", "--budget", "0.2"])
+    rc = run_script(str(inputs), "--out", str(out), "--no-progress", "--budget", "0.2").returncode
     assert rc == 1
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
 
@@ -129,7 +118,7 @@ def test_script_outputs_errors_resume_and_overwrite(inputs, tmp_path):
     shutil.rmtree(out / "beta")
     (out / "beta.partial").mkdir()
     (out / "beta.partial" / "junk").write_text("half-written")
-    rc = main([str(inputs), "--out", str(out), "--no-progress", "--budget", "0.2"])
+    rc = run_script(str(inputs), "--out", str(out), "--no-progress", "--budget", "0.2").returncode
     assert rc == 1
     assert not (out / "beta.partial").exists()
     check_outputs(out / "beta", 0.2)
@@ -138,8 +127,8 @@ def test_script_outputs_errors_resume_and_overwrite(inputs, tmp_path):
     # --overwrite redoes everything
     old = out / "alpha" / "summary.mp4"
     os.utime(old, ns=(1, 1))
-    rc = main([str(inputs / "alpha.mp4"), "--out", str(out), "--no-progress", "--overwrite", "--budget", "0.2"])
-    assert rc == 0
+    r = run_script(str(inputs / "alpha.mp4"), "--out", str(out), "--no-progress", "--overwrite", "--budget", "0.2")
+    assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "alpha" / "summary.mp4").stat().st_mtime_ns > 1
     check_outputs(out / "alpha", 0.2)
 
@@ -188,6 +177,16 @@ def test_checkpoint_features_cover_every_frame(inputs, tmp_path):
     assert np.isfinite(an.raw).all() and np.isfinite(an.calibrated).all()
     assert ((an.calibrated >= 0) & (an.calibrated <= 1)).all()
     assert an.features.shape == (20, 8)
+    assert not any("colour" in w for w in an.feature_info["warnings"])
+    # the same recording with a colour-Doppler-like box: the grey model says so
+    frames = read_video(inputs / "alpha.mp4").frames.clone()  # (3, T, H, W) uint8
+    frames[0, :, 4:28, 4:28], frames[2, :, 4:28, 4:28] = 250, 10
+    write_clip_path = tmp_path / "doppler.mp4"
+    from seqnrl.io import write_video
+
+    write_video(write_clip_path, frames, fps=10, lossless=True)
+    an2, _, _ = summarise_recording(write_clip_path, tmp_path / "o2", cfg, model)
+    assert any("in colour" in w for w in an2.feature_info["warnings"])
     assert rec["feature_source"]["kind"] == "checkpoint"
     assert "calibrator" in rec["feature_source"]["calibration"]
 

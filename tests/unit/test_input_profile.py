@@ -67,3 +67,26 @@ def test_input_warnings_uses_the_models_calibrated_threshold():
     high[:3] = np.nan  # non-finite scores do not count
     assert any("above the alarm threshold" in w for w in input_warnings(model, same, high))
     assert input_warnings(SimpleNamespace(calibrator=cal), same, high) == []  # no profile, no check
+
+
+def test_colour_on_a_grey_model_warns_and_grey_or_colour_models_do_not():
+    from types import SimpleNamespace
+
+    from seqnrl.data.input_spec import InputSpec
+    from seqnrl.scoring.input_profile import coloured_fraction, input_warnings
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.randint(0, 256, (4, 1, 32, 32), generator=g, dtype=torch.uint8).expand(4, 3, 32, 32).clone()
+    marker = grey.clone()
+    marker[:, 0, :2, :2] = 255  # a small coloured UI marker: 0.4 % of the pixels
+    doppler = grey.clone()
+    doppler[:, 0, 8:20, 8:20], doppler[:, 2, 8:20, 8:20] = 250, 10  # a red box: 14 %
+    assert coloured_fraction(grey) == 0.0 and coloured_fraction(marker) < 0.02 < coloured_fraction(doppler)
+    raw = np.zeros(10)
+    grey_model = SimpleNamespace(input_spec=InputSpec(channels=1))
+    assert input_warnings(grey_model, None, raw, colour=coloured_fraction(grey)) == []
+    assert input_warnings(grey_model, None, raw, colour=coloured_fraction(marker)) == []
+    w = input_warnings(grey_model, None, raw, colour=coloured_fraction(doppler))
+    assert len(w) == 1 and "colour" in w[0] and "grey" in w[0]
+    colour_model = SimpleNamespace(input_spec=InputSpec(channels=3))
+    assert input_warnings(colour_model, None, raw, colour=coloured_fraction(doppler)) == []

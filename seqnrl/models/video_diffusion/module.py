@@ -552,9 +552,17 @@ class VideoDiffusionModel(NormativeModule):
         sched = S.make_scheduler(sampler, self.sched_config)
         steps = steps or (self.hparams.sample_steps if sampler == "ddim" else 100)
         x = S.generate_long(
-            den, n_frames, t, stride, (b, self.model_channels, h, w), sched, steps,
-            generator=gen, blend=blend, device=self.device,
-        )  # fmt: skip
+            den,
+            n_frames=n_frames,
+            window=t,
+            stride=stride,
+            frame_shape=(b, self.model_channels, h, w),
+            scheduler=sched,
+            num_steps=steps,
+            generator=gen,
+            blend=blend,
+            device=self.device,
+        )
         return self.from_model_space(x)
 
     @torch.no_grad()
@@ -602,9 +610,14 @@ class VideoDiffusionModel(NormativeModule):
             f = self._feature_tensor(features[idx[sl]], len(idx[sl]))
             den = self._denoiser(None, None, guidance_scale, f)
             x = S.sample(
-                den, tuple(noise[sl].shape), sched, steps,
-                generator=gen, noise=noise[sl], device=self.device,
-            )  # fmt: skip
+                den,
+                shape=tuple(noise[sl].shape),
+                scheduler=sched,
+                num_steps=steps,
+                generator=gen,
+                noise=noise[sl],
+                device=self.device,
+            )
             out.append(self.from_model_space(x))
         return torch.cat(out)
 
