@@ -216,6 +216,21 @@ def frames_rgba(d: Path) -> Path:
     return folder
 
 
+def colour_doppler(d: Path) -> Path:
+    """Grey B-mode-like frames with a red/blue colour-Doppler box (a quarter of the frame),
+    lossless: colour a grey model never saw."""
+    import torch
+
+    from seqnrl.io.write import write_video
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 200, (12, 32, 32), dtype=np.uint8)
+    rgb = np.repeat(grey[None], 3, axis=0)  # (3, T, H, W)
+    rgb[0, :, 8:24, 8:24], rgb[1, :, 8:24, 8:24], rgb[2, :, 8:24, 8:24] = 230, 20, 40
+    rgb[2, :, 16:24, 8:24], rgb[0, :, 16:24, 8:24] = 230, 30
+    return write_video(d / "colour_doppler.mp4", torch.from_numpy(rgb), fps=10, lossless=True)
+
+
 def dicom_single_frame(d: Path) -> Path:
     ds = _dicom_dataset(None)
     ds.PixelData = bytes(16 * 16)
@@ -317,6 +332,8 @@ KINDS: list[tuple[Callable[[Path], Path], str, str, str | None, str, str]] = [
      "converted: 16-bit samples mapped to 0..255, with a warning"),
     (frames_rgba, "video", "warn", None, "alpha channel is dropped",
      "converted to RGB (alpha dropped), with a warning"),
+    (colour_doppler, "video", "warn", None, "input is in colour",
+     "scored by a grey model, with a warning: the colour box becomes grey levels it never saw"),
     (dicom_single_frame, "video", "error", "DicomError", "not a multi-frame cine",
      "refused: a still image is not a recording"),
     (dicom_compressed, "video", "error", "DicomError", "is not supported by pydicom",
