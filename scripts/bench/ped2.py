@@ -112,7 +112,7 @@ def score_selection(model) -> dict:
     if not model.post_fit:
         raise SystemExit("the checkpoint has no post-fit score selection: configs/ped2.yaml must list ScoreSelection")
     sel = dict(model.post_fit)
-    sel["rows"] = [{**{k: r[k] for k in sel["grid"]}, "val_pseudo": r["val_pseudo_auroc"]} for r in sel["rows"]]
+    sel["rows"] = [{**{k: r[k] for k in sel.get("settings", sel["grid"])}, "val_pseudo": r["val_pseudo_auroc"]} for r in sel["rows"]]
     if sel["changed"]:
         print(f"note: post-fit selection chose {sel['chosen']} over the configured {sel['configured']}", flush=True)
     return sel

@@ -205,73 +205,30 @@ TOPK_CANDIDATES = (0.02, 0.05, 0.1, 0.2, 0.4)
 WEIGHT_CANDIDATES = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # (error_weight, embed_weight)
 
 
-def score_video(model, frames, clip_len: int, stride: int) -> dict:
-    """Per-frame ``recon_err`` and ``embed_dist`` of a whole video ``(C, T, H, W)`` from the
-    library's window scorer (windows at ``stride``, as the test loader makes them)."""
-    from seqnrl.scoring.windows import score_video_tensor
-
-    sig = score_video_tensor(model, frames, clip_len, stride)
-    return {"recon_err": sig["recon_err"], "embed_dist": sig["embed_dist"]}
-
-
 def select_score(model, dm, seed: int, copies_per_clip: int = 4) -> dict:
-    """Rank the candidate scores (``TOPK_CANDIDATES`` x ``WEIGHT_CANDIDATES``) by pooled frame
-    AUROC on the validation clips and their sped-up copies, set the best on the model
-    (refreshing its bank and statistics) and return the ranking. The frame-difference
-    reference is scored on the same videos for comparison."""
-    import numpy as np
-
+    """The library's post-fit selection (:func:`seqnrl.scoring.selection.select_score_settings`)
+    over ``TOPK_CANDIDATES`` x ``WEIGHT_CANDIDATES`` on the validation clips and their sped-up
+    copies (it sets the best on the model, refreshing its bank and statistics); the
+    frame-difference reference is scored on the same videos for comparison."""
     from seqnrl.metrics.anomaly import frame_metrics
-    from seqnrl.scoring.aggregate import smooth_scores
     from seqnrl.scoring.baselines import frame_difference_scores
-    from seqnrl.scoring.pseudo_anomalies import speedup_copies
+    from seqnrl.scoring.selection import pseudo_anomaly_set, select_score_settings, validation_clips
 
-    rng = np.random.default_rng(seed)
-    ds = dm.dataset("val")
-    videos = {}
-    for i, rec in enumerate(ds.records):
-        frames = ds._load(i).frames
-        videos[rec.video_id] = (frames, np.zeros(frames.shape[1], dtype=np.int64))
-        for j, (f, lab) in enumerate(speedup_copies(frames, copies_per_clip, rng)):
-            videos[f"{rec.video_id}_speedup{j}"] = (f, lab)
-    labels = {k: lab for k, (_, lab) in videos.items()}
-    hp, sigma = model.hparams, float(model.hparams.smooth_sigma)
-    fd = frame_metrics({k: frame_difference_scores(f) for k, (f, _) in videos.items()}, labels)
-    rows = []
-    for topk in TOPK_CANDIDATES:
-        hp.error_topk = hp.embed_topk = topk
-        model.refresh_bank()
-        comps = {
-            k: score_video(model, f, dm.clip_len, dm.stride or dm.clip_len // 2)
-            for k, (f, _) in videos.items()
-        }
-        for we, wd in WEIGHT_CANDIDATES:
-            scores = {}
-            for k, c in comps.items():
-                z = we * (c["recon_err"] - float(model.err_mean)) / float(model.err_std) + wd * (
-                    c["embed_dist"] - float(model.dist_mean)
-                ) / float(model.dist_std)
-                scores[k] = smooth_scores(z, sigma)
-            m = frame_metrics(scores, labels)
-            rows.append(
-                {
-                    "topk": topk,
-                    "error_weight": we,
-                    "embed_weight": wd,
-                    "val_pseudo_auroc_micro": m["frame_auroc_micro"],
-                    "val_pseudo_ap": m["frame_ap"],
-                }
-            )
-    best = max(rows, key=lambda r: r["val_pseudo_auroc_micro"])
-    hp.error_topk = hp.embed_topk = best["topk"]
-    hp.error_weight, hp.embed_weight = best["error_weight"], best["embed_weight"]
-    model.refresh_bank()
-    model._bank_seen = model._seen_total  # validation keeps this bank
+    clips = validation_clips(dm)
+    grid = [{"error_topk": k, "embed_topk": k, "error_weight": we, "embed_weight": wd}
+            for k in TOPK_CANDIDATES for we, wd in WEIGHT_CANDIDATES]  # fmt: skip
+    record = select_score_settings(model, clips, grid, copies=copies_per_clip, seed=seed)
+    videos, labels = pseudo_anomaly_set(clips, copies_per_clip, seed)
+    fd = frame_metrics({k: frame_difference_scores(f) for k, f in videos.items()}, labels)
+    rows = [{"topk": r["error_topk"], "error_weight": r["error_weight"], "embed_weight": r["embed_weight"],
+             "val_pseudo_auroc_micro": r["val_pseudo_auroc"]} for r in record["rows"]]  # fmt: skip
+    best = next(r for r in rows if r["topk"] == record["chosen"]["error_topk"]
+                and (r["error_weight"], r["embed_weight"]) == (record["chosen"]["error_weight"], record["chosen"]["embed_weight"]))  # fmt: skip
     return {
         "candidates": rows,
         "chosen": best,
-        "videos": len(videos),
-        "pseudo_anomalous_frames": int(sum(lab.sum() for lab in labels.values())),
+        "videos": record["n_videos"],
+        "pseudo_anomalous_frames": record["n_pseudo_anomalous_frames"],
         "frames": int(sum(len(lab) for lab in labels.values())),
         "frame_difference_val_pseudo_auroc_micro": fd["frame_auroc_micro"],
     }

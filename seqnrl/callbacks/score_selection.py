@@ -24,15 +24,18 @@ log = logging.getLogger(__name__)
 
 class ScoreSelection(Callback):
     """Args:
-    grid: ``{score setting: candidate values}`` (settings the model lists in ``score_settings``).
+    grid: ``{score setting: candidate values}`` (settings the model lists in ``score_settings``),
+        or a list of settings to try (settings that move together).
     copies: pseudo-anomalous copies per validation clip.
     seed: seed of the pseudo-anomalies.
     pseudo: their kind, ``"speedup"`` (motion, e.g. Ped2) or ``"b_lines"`` (lung ultrasound).
     """
 
-    def __init__(self, grid: dict[str, list[Any]], copies: int = 4, seed: int = 0, pseudo: str = "speedup"):
+    def __init__(
+        self, grid: dict[str, list[Any]] | list[dict[str, Any]], copies: int = 4, seed: int = 0, pseudo: str = "speedup"
+    ):
         super().__init__()
-        self.grid = {k: list(v) for k, v in grid.items()}
+        self.grid = {k: list(v) for k, v in grid.items()} if isinstance(grid, dict) else [dict(c) for c in grid]
         self.copies = int(copies)
         self.seed = int(seed)
         self.pseudo = pseudo

@@ -70,19 +70,33 @@ def apply_settings(model: Any, settings: dict[str, Any]) -> None:
         hook()
 
 
+Grid = dict[str, Sequence[Any]] | Sequence[dict[str, Any]]
+
+
+def candidates(grid: Grid) -> list[dict[str, Any]]:
+    """The settings to try: every combination of a ``{name: values}`` grid, or the given list
+    of settings (for settings that move together, e.g. tied top-k fractions)."""
+    if isinstance(grid, dict):
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    out = [dict(c) for c in grid]
+    if not out or any(set(c) != set(out[0]) for c in out):
+        raise ConfigError("score-selection candidates must all set the same settings")
+    return out
+
+
 def evaluate_settings(
     model: Any,
     videos: dict[str, torch.Tensor],
     labels: dict[str, np.ndarray],
-    grid: dict[str, Sequence[Any]],
+    grid: Grid,
 ) -> list[dict[str, Any]]:
     """Pooled frame AUROC of ``videos`` (normal clips and pseudo-anomalies, frame ``labels``)
     under every setting of ``grid``; the model's own setting is restored afterwards."""
-    current = {k: model.hparams[k] for k in grid}
+    cands = candidates(grid)
+    current = {k: model.hparams[k] for k in cands[0]}
     rows = []
     try:
-        for values in itertools.product(*grid.values()):
-            setting = dict(zip(grid, values))
+        for setting in cands:
             apply_settings(model, setting)
             scores = {k: score_clip(model, f).raw for k, f in videos.items()}
             rows.append({**setting, "val_pseudo_auroc": frame_metrics(scores, labels)["frame_auroc_micro"]})
@@ -94,7 +108,7 @@ def evaluate_settings(
 def select_score_settings(
     model: Any,
     clips: dict[str, torch.Tensor],
-    grid: dict[str, Sequence[Any]],
+    grid: Grid,
     copies: int = 4,
     seed: int = 0,
     pseudo: str = "speedup",
@@ -104,13 +118,14 @@ def select_score_settings(
     clips and return the record (stored by the model as ``post_fit``)."""
     if not grid or not clips:
         raise ConfigError("score selection needs a non-empty grid and validation clips")
-    current = {k: model.hparams[k] for k in grid}
+    names = list(candidates(grid)[0])
+    current = {k: model.hparams[k] for k in names}
     videos, labels = pseudo_anomaly_set(clips, copies, seed, pseudo)
     rows = evaluate_settings(model, videos, labels, grid)
     best = max(r["val_pseudo_auroc"] for r in rows)
     winners = [r for r in rows if r["val_pseudo_auroc"] == best]
-    chosen_row = next((r for r in winners if {k: r[k] for k in grid} == current), winners[0])
-    chosen = {k: chosen_row[k] for k in grid}
+    chosen_row = next((r for r in winners if {k: r[k] for k in names} == current), winners[0])
+    chosen = {k: chosen_row[k] for k in names}
     apply_settings(model, chosen)
     normal = np.concatenate([score_clip(model, f).raw for f in clips.values()])
     model.calibrator.fit(normal[np.isfinite(normal)])
@@ -119,7 +134,8 @@ def select_score_settings(
     return {
         "method": f"pooled frame AUROC on {pseudo} pseudo-anomalies made from the normal validation clips",
         "pseudo_anomalies": pseudo,
-        "grid": {k: list(v) for k, v in grid.items()},
+        "grid": {k: list(v) for k, v in grid.items()} if isinstance(grid, dict) else [dict(c) for c in grid],
+        "settings": names,
         "rows": rows,
         "configured": current,
         "chosen": chosen,

@@ -82,3 +82,18 @@ def test_pseudo_anomaly_kinds():
     assert lab.all() and bl.dtype == torch.uint8 and (bl.int() - clip.int()).clamp(min=0).sum() > 0
     with pytest.raises(ConfigError, match="kind"):
         pseudo_anomaly_set({"c": clip}, 1, 0, kind="nope")
+
+
+def test_a_list_of_settings_that_move_together():
+    from seqnrl.scoring.selection import candidates
+
+    from seqnrl.scoring.selection import validation_clips
+
+    dm = _dm()
+    model = MotionEnergy(sign=-1.0)
+    model.input_spec = dm.input_spec
+    rec = select_score_settings(model, validation_clips(dm), [{"sign": -1.0}, {"sign": 1.0}], copies=2)
+    assert rec["chosen"] == {"sign": 1.0} and rec["settings"] == ["sign"] and len(rec["rows"]) == 2
+    assert candidates({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+    with pytest.raises(ConfigError, match="same settings"):
+        candidates([{"a": 1}, {"b": 2}])

@@ -104,6 +104,10 @@ class STTransformerModel(NormativeModule):
         lr, weight_decay, smooth_sigma, target_fpr, video_top_fraction: see the base class.
     """
 
+    #: how the two components become a score; chosen after training on validation data
+    #: (:mod:`seqnrl.scoring.selection`), their statistics refreshed on each change
+    score_settings = ("error_topk", "embed_topk", "error_weight", "embed_weight")
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -382,6 +386,12 @@ class STTransformerModel(NormativeModule):
         if not self._reservoir:
             raise RuntimeError("no training clips kept yet (train for at least one step)")
         return torch.stack([c for c, _ in self._reservoir]), [v for _, v in self._reservoir]
+
+    def on_score_settings_changed(self) -> None:
+        """The components' standardisation depends on the top-k settings: refit it on the
+        kept normal clips (validation keeps this bank)."""
+        self.refresh_bank()
+        self._bank_seen = self._seen_total
 
     @torch.no_grad()
     def refresh_bank(
