@@ -85,9 +85,7 @@ def test_pseudo_anomaly_kinds():
 
 
 def test_a_list_of_settings_that_move_together():
-    from seqnrl.scoring.selection import candidates
-
-    from seqnrl.scoring.selection import validation_clips
+    from seqnrl.scoring.selection import candidates, validation_clips
 
     dm = _dm()
     model = MotionEnergy(sign=-1.0)
