@@ -217,7 +217,7 @@ class FrameEncoder:
     kind: str = "encoder"
     description: str = ""
     fps: float = 10.0
-    size: tuple[int, int] = (64, 64)
+    size: tuple[int, int] | None = (64, 64)  # None: every video at its native size
     grayscale: bool = True
 
     @property
@@ -235,15 +235,7 @@ class FrameEncoder:
 
     def info(self) -> dict[str, Any]:
         return {"kind": self.kind, "description": self.description, "fps": self.fps,
-                "size": list(self.size), "grayscale": self.grayscale}
-
-
-def _hw(size: Any, default: int = 64) -> tuple[int, int]:
-    if size is None:
-        return (default, default)
-    if isinstance(size, (list, tuple)):
-        return (int(size[0]), int(size[1]))
-    return (int(size), int(size))
+                "size": list(self.size) if self.size else None, "grayscale": self.grayscale}
 
 
 class NormativeFrameEncoder(FrameEncoder):
@@ -260,14 +252,15 @@ class NormativeFrameEncoder(FrameEncoder):
         self.model = model.eval().to(device)
         self.device = device
         self.fps = float(spec.fps or fps or FrameEncoder.fps)  # native-rate models: the collection's rate
-        self.size = _hw(spec.image_size)
+        self.size = spec.image_size  # the model's input size; None: it was trained at native sizes
         self.grayscale = spec.grayscale
         self.clip_len = spec.clip_len
         self.batch_windows = int(batch_windows)
         self.checkpoint = checkpoint
         self.description = (
             f"normative encoder {type(model).__name__} ({checkpoint or 'in memory'}): embed_frames at "
-            f"{self.fps:g} fps, {self.size[0]}x{self.size[1]} {'grey' if self.grayscale else 'RGB'}, "
+            f"{self.fps:g} fps, {f'{self.size[0]}x{self.size[1]}' if self.size else 'native size'} "
+            f"{'grey' if self.grayscale else 'RGB'}, "
             f"windows of {self.clip_len} frames"
         )
 
@@ -379,7 +372,7 @@ def prepare_array(video: torch.Tensor, encoder: FrameEncoder) -> torch.Tensor:
         v = (0.299 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3])
     elif not encoder.grayscale and v.shape[1] == 1:
         v = v.expand(-1, 3, -1, -1)
-    if tuple(v.shape[-2:]) != encoder.size:
+    if encoder.size is not None and tuple(v.shape[-2:]) != encoder.size:
         v = F.interpolate(v, size=encoder.size, mode="bilinear", align_corners=False, antialias=True)
     return (v.clamp(0, 1) * 255).round().to(torch.uint8)
 

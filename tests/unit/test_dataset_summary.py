@@ -171,3 +171,21 @@ def test_script_end_to_end_on_tiny_videos(tmp_path):
     sel = json.loads((tmp_path / "out2" / "selection.json").read_text())
     assert rc == 1 and sel["n_items"] == 3 and len(sel["picks"]) == 2
     assert any("missing.mp4" in f["path"] for f in sel["failed"])
+
+
+def test_normative_encoder_follows_the_models_input_spec():
+    """The dataset summary embeds at the model's input size, or at the native size of each
+    video when the model was trained at native sizes: no size of its own."""
+    from seqnrl.data.input_spec import InputSpec
+    from seqnrl.dataset_summary.embed import NormativeFrameEncoder, prepare_array
+    from seqnrl.models.baseline.module import FrameAutoEncoderModel
+
+    video = torch.rand(1, 10, 40, 56)
+    for size, want in ((32, (32, 32)), (None, (40, 56))):
+        model = FrameAutoEncoderModel(width=4, depth=2, latent=4, input_spec=InputSpec(clip_len=4, image_size=size))
+        enc = NormativeFrameEncoder(model, fps=10.0)
+        frames = prepare_array(video, enc)
+        assert tuple(frames.shape) == (10, 1, *want)
+        feats = enc.encode(frames)
+        assert feats.shape[0] == 10 and np.isfinite(feats).all()
+        assert ("native size" in enc.description) == (size is None)
