@@ -453,7 +453,9 @@ def score_recording(
     fitted = bool(cal_mod.fitted)
     if not fitted:
         notes.append("checkpoint has no fitted calibration: raw scores only, no threshold")
-    ood = input_warnings(model, scored.input_stats, raw, colour=native_colour(item.path, cfg.folder_fps))
+    # the colour probe decodes a few native frames again: only a grey model can be warned
+    colour = native_colour(item.path, cfg.folder_fps) if prep.grayscale else None
+    ood = input_warnings(model, scored.input_stats, raw, colour=colour)
     notes += ood
     vs = fs.video
     vs.fps, vs.source = fps, item.source

@@ -108,10 +108,8 @@ class ScoreWriter(BasePredictionWriter):
         os.makedirs(out, exist_ok=True)
         cal_thr = pl_module.calibrator
         summary_videos = []
-        cal_all = {}
         for vid, vs in sorted(results.items()):
             cal = pl_module.calibrate(vs)
-            cal_all[vid] = cal
             thr = cal_thr.threshold_calibrated
             write_video_scores(out, vs, cal, thr)
             base = cal["calibrated"] if cal_thr.fitted else vs.scores

@@ -62,7 +62,14 @@ def gather_accumulator(acc: FrameScoreAccumulator) -> FrameScoreAccumulator:
 
 def gather_scorer(scorer: WindowScorer) -> WindowScorer:
     """The scorer with the windows of every process (no-op without torch.distributed)."""
+    if world_size() == 1:
+        return scorer
     scorer.acc = gather_accumulator(scorer.acc)
+    counts: dict[str, int] = {}
+    for part in all_gather_objects(scorer.n_windows):
+        for vid, n in part.items():
+            counts[vid] = counts.get(vid, 0) + n
+    scorer.n_windows = counts
     return scorer
 
 
@@ -267,12 +274,6 @@ class NormativeModule(pl.LightningModule):
             log.warning("calibration not fitted (no validation run): fitting on normal test frames")
             self.fit_calibration(results)
         self._log_metrics("test", results)
-
-    def finalise(self, acc: FrameScoreAccumulator) -> dict[str, VideoScores]:
-        """Per-video results of accumulated windows, smoothed as :class:`WindowScorer` does."""
-        scorer = WindowScorer(self)
-        scorer.acc = acc
-        return scorer.videos()
 
     @staticmethod
     def normal_frames(results: dict[str, VideoScores]) -> np.ndarray:

@@ -14,7 +14,7 @@ gets the same per-frame scores through every consumer (``tests/integration/test_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,6 @@ class FrameScores:
     n_windows: int
     threshold_raw: float | None
     threshold_calibrated: float | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def raw(self) -> np.ndarray:
@@ -138,7 +137,7 @@ class WindowScorer:
         )
 
 
-def clip_windows(frames: torch.Tensor, spec: InputSpec, video_id: str = "v") -> list[B.Batch]:
+def clip_windows(frames: torch.Tensor, spec: InputSpec, video_id: str = "v") -> list[B.Sample]:
     """The evaluation windows of ``frames`` ``(C, T, H, W)`` at the spec's ``clip_len`` /
     ``stride`` (:func:`eval_window_starts`; a clip shorter than a window is padded by
     repeating its last frame, padding indexed -1), as single-window samples."""

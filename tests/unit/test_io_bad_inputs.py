@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from seqnrl.errors import VideoReadError
+from seqnrl.intake.bad_inputs import unknown_codec as unknown_codec_avi
 from seqnrl.io import iter_frames, probe_video, read_video, stream_windows, write_video
 
 pytestmark = pytest.mark.timeout(30)
@@ -142,24 +143,6 @@ def keyframe_lost_mkv(d: Path) -> Path:
             packet.stream = stream_out
             out.mux(packet)
     return path
-
-
-def unknown_codec_avi(d: Path) -> Path:
-    """An AVI whose codec FourCC no FFmpeg decoder knows."""
-    path = d / "plain.avi"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=25)
-        s.width = s.height = 16
-        s.pix_fmt = "yuv420p"
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-            frame.pts = i
-            c.mux(s.encode(frame))
-        c.mux(s.encode(None))
-    data = path.read_bytes()
-    assert b"FMP4" in data
-    (d / "unknown_codec.avi").write_bytes(data.replace(b"FMP4", b"QZQZ"))
-    return d / "unknown_codec.avi"
 
 
 def empty_folder(d: Path) -> Path:

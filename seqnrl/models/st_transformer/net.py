@@ -247,37 +247,25 @@ class STTransformerNet(nn.Module):
             raise ValueError("residual prediction needs the future objective")
         self.backbone_kind, self.objective, self.residual = backbone, objective, bool(residual)
         self.mask_ratio, self.dim = mask_ratio, dim
+        # what both backbones take; each adds its own stage settings
+        shared = dict(
+            in_channels=in_channels,
+            image_size=image_size,
+            max_frames=max_frames,
+            patch_size=patch_size,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            pos_encoding=pos_encoding,
+        )
         if backbone == "factorised":
             self.backbone: FactorisedBackbone | FrameCNNBackbone = FactorisedBackbone(
-                in_channels=in_channels,
-                image_size=image_size,
-                max_frames=max_frames,
-                patch_size=patch_size,
-                tubelet_size=tubelet_size,
-                dim=dim,
-                depth=depth,
-                heads=heads,
-                mlp_ratio=mlp_ratio,
-                dropout=dropout,
-                pos_encoding=pos_encoding,
-                decoder_dim=decoder_dim,
-                decoder_depth=decoder_depth,
+                **shared, tubelet_size=tubelet_size, decoder_dim=decoder_dim, decoder_depth=decoder_depth
             )
         elif backbone == "frame_cnn":
-            self.backbone = FrameCNNBackbone(
-                in_channels=in_channels,
-                image_size=image_size,
-                max_frames=max_frames,
-                patch_size=patch_size,
-                dim=dim,
-                depth=depth,
-                heads=heads,
-                mlp_ratio=mlp_ratio,
-                dropout=dropout,
-                pos_encoding=pos_encoding,
-                cnn_width=cnn_width,
-                cnn_depth=cnn_depth,
-            )
+            self.backbone = FrameCNNBackbone(**shared, cnn_width=cnn_width, cnn_depth=cnn_depth)
         else:
             raise ValueError(f"unknown backbone {backbone!r}")
         self.tubelet_size = self.backbone.tubelet_size
